@@ -1,0 +1,89 @@
+"""Load the tokenizer and the model for a method: QLoRA (4-bit NF4 base + LoRA), LoRA (16-bit base + LoRA)
+or full fine-tuning, on the best device and precision available."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from .errors import SetupError
+
+
+@dataclass
+class Placement:
+    device: str          # "cuda" or "cpu"
+    precision: str       # "bf16", "fp16" or "fp32"
+    devices: list[str]   # human-readable device names
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.precision]
+
+
+def pick_placement(requested: str) -> Placement:
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        auto = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return Placement("cuda", auto if requested == "auto" else requested, names)
+    if requested == "fp16":
+        raise SetupError("training.precision = \"fp16\" needs a GPU; this machine has none",
+                         'use precision = "auto" (fp32 on CPU) or "bf16"')
+    return Placement("cpu", "fp32" if requested == "auto" else requested, ["cpu"])
+
+
+def load_tokenizer(model_ref: str, revision: str, trust_remote_code: bool):
+    tok = AutoTokenizer.from_pretrained(model_ref, revision=revision, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Padding positions are masked out of the loss, so reusing EOS as padding is safe.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(profile, placement: Placement):
+    m, method = profile.model, profile.method
+    kwargs = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
+    if method.type == "qlora":
+        compute = placement.dtype if method.compute_dtype == "auto" else \
+            {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[method.compute_dtype]
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=method.quant_type,
+            bnb_4bit_use_double_quant=method.double_quant, bnb_4bit_compute_dtype=compute)
+        kwargs["dtype"] = compute
+        kwargs["device_map"] = {"": 0} if placement.device == "cuda" else {"": "cpu"}
+    elif method.type == "lora":
+        kwargs["dtype"] = placement.dtype
+    else:
+        # fp16 mixed precision needs fp32 master weights (GradScaler refuses fp16 parameters).
+        kwargs["dtype"] = torch.float32 if placement.precision == "fp16" else placement.dtype
+    model = AutoModelForCausalLM.from_pretrained(m.name_or_path, **kwargs)
+    if method.type == "full":
+        return model
+    return _add_lora(model, profile)
+
+
+def _add_lora(model, profile):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    method, training = profile.method, profile.training
+    if method.type == "qlora":
+        # Upcasts norms/embeddings to fp32 and enables input grads so checkpointing works through 4-bit layers.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=training.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif training.gradient_checkpointing:
+        model.enable_input_require_grads()
+    config = LoraConfig(r=method.lora_r, lora_alpha=method.lora_alpha, lora_dropout=method.lora_dropout,
+                        target_modules=method.target_modules, use_dora=method.use_dora,
+                        use_rslora=method.use_rslora, bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise SetupError(f"method.target_modules: {str(exc).splitlines()[0]}",
+                         'use "all-linear", or names of Linear layers in this model such as q_proj, v_proj') from None
+
+
+def trainable_summary(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
