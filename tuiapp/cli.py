@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine import launch, paths, rundir
 from engine.data import DataError, load_data
-from engine.profile import ProfileError, list_profiles, load_named
+from engine.profile import ProfileError, list_profiles, load_named, preflight
 from engine.rundir import RunError
 
 from . import fmt
@@ -77,6 +77,7 @@ def open_dashboard() -> int:
 
 def cmd_run(args) -> int:
     profile = load_named(args.profile)
+    preflight.check(profile)
     run_dir = launch.launch(profile)
     print(f"run {run_dir.name} started ({run_dir})")
     return _follow_or_detach(run_dir, args.detach)
@@ -150,11 +151,7 @@ def cmd_validate(args) -> int:
     profile = load_named(args.profile)
     print(f"profile {profile.name} ({profile.source}): valid")
     print(f"  model: {profile.model.name_or_path} ({profile.method.type})")
-    model = Path(profile.model.name_or_path)
-    if model.is_absolute() and not (model / "config.json").exists():
-        raise ProfileError([_problem("model.name_or_path", f"{model} is not a model folder (no config.json)",
-                                     "point it at a folder saved with save_pretrained, or use a hub id")],
-                           profile.source)
+    preflight.check(profile)
     report = load_data(profile.data)
     print("  " + report.summary().replace("\n", "\n  "))
     t = profile.training
@@ -183,11 +180,6 @@ def cmd_profiles(args) -> int:
             desc = "(invalid: `tunetop validate` says why)"
         print(f"{path.stem:<24} {desc}")
     return 0
-
-
-def _problem(where, message, hint):
-    from engine.profile import Problem
-    return Problem(where, message, hint)
 
 
 def _short_model(model: str) -> str:

@@ -7,7 +7,6 @@ one `end` event: completed, stopped (SIGTERM/SIGINT, resumable) or failed (with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from .. import rundir
 from ..data import DataError, load_data
 from ..events import EventWriter
-from ..profile import ProfileError
+from ..profile import ProfileError, preflight
 from .errors import SetupError
 from .stop import StopRequest
 
@@ -56,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -> dict:
     profile = rundir.load_profile(run_dir)
+    preflight.check(profile)   # model exists, data exists, max_seq_len within the model's context
     log = lambda message, level="info": writer.write("log", level=level, message=message)  # noqa: E731
 
     # 1. Data first: a dataset with no usable rows fails in a second, before any model is loaded.
@@ -73,7 +73,6 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
 
     placement = pick_placement(profile.training.precision)
     tokenizer = load_tokenizer(profile.model.name_or_path, profile.model.revision, profile.model.trust_remote_code)
-    _check_context(profile)
     if report.format != "text" and ensure_chat_template(tokenizer):
         log("the tokenizer has no chat template; using tunetop's ChatML fallback (<|im_start|>role ... <|im_end|>)",
             "warning")
@@ -176,18 +175,6 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
         log(f"saved the merged model to {merged.name}/ ({_size_mb(merged):.1f} MB)")
     return {"status": "completed", "step": state.global_step, "total_steps": state.max_steps,
             "final_loss": final_loss, "error": None, "hint": None, "adapter_path": out_dir.name}
-
-
-def _check_context(profile) -> None:
-    cfg_path = Path(profile.model.name_or_path) / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError):
-        return  # hub model: transformers checked the config; the context check is best effort
-    context = cfg.get("max_position_embeddings")
-    if isinstance(context, int) and profile.training.max_seq_len > context:
-        raise SetupError(f"training.max_seq_len = {profile.training.max_seq_len} is beyond the model's context "
-                         f"of {context} tokens ({cfg_path})", f"set max_seq_len to {context} or less")
 
 
 def _optimizer(name: str, placement, log) -> str:
