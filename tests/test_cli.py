@@ -1,0 +1,121 @@
+"""The `tunetop` command with bad input: a clear message naming the file/field/row, a hint, a non-zero
+exit, and never a traceback. Run as a real subprocess, as a user would."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine import events, rundir
+
+from .conftest import TINY_MODEL, run_cli
+
+
+def fails(result, *needles, code=2):
+    out = result.stdout + result.stderr
+    assert result.returncode == code, out
+    assert "Traceback" not in out, out
+    for needle in needles:
+        assert needle in out, f"{needle!r} not in:\n{out}"
+
+
+def test_malformed_toml(home, make_profile):
+    path = make_profile("broken", text='[model]\nname_or_path = "x\n')
+    fails(run_cli("run", str(path)), "broken.toml", "not valid TOML", "line 2", "hint:")
+
+
+def test_unknown_key_wrong_type_and_range(home, make_profile):
+    path = make_profile("bad", {"training": {"micro_bach": 4, "learning_rate": "high", "warmup_ratio": 2.0}})
+    fails(run_cli("validate", str(path)), "bad.toml", 'training.micro_bach: unknown key', 'did you mean "micro_batch"',
+          "training.learning_rate: expected a number", "training.warmup_ratio: expected a number from 0 to 1")
+
+
+def test_inconsistent_fields(home, make_profile):
+    path = make_profile("mixed", {"method": {"type": "full", "double_quant": True}})
+    fails(run_cli("run", str(path)), "method.double_quant", 'method.type = "full"', 'use type = "qlora"')
+
+
+def test_missing_model_path(home, make_profile, tmp_path):
+    path = make_profile("nomodel", {"model": {"name_or_path": str(tmp_path / "no-such-model")}})
+    fails(run_cli("run", str(path)), "model.name_or_path", "no-such-model does not exist", "hint:")
+    assert not (home / "runs").exists() or not list((home / "runs").iterdir()), "a doomed run was launched"
+
+
+def test_hub_id_not_in_cache_while_offline(home, make_profile, tmp_path):
+    path = make_profile("offline", {"model": {"name_or_path": "meta-llama/Llama-3.1-8B"}})
+    fails(run_cli("run", str(path), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}),
+          '"meta-llama/Llama-3.1-8B" is not in the Hugging Face cache', "hf download meta-llama/Llama-3.1-8B")
+
+
+def test_sequence_length_beyond_context(home, make_profile):
+    context = json.loads((TINY_MODEL / "config.json").read_text())["max_position_embeddings"]
+    path = make_profile("long", {"training": {"max_seq_len": context * 2}})
+    fails(run_cli("validate", str(path)), f"training.max_seq_len: {context * 2} is beyond the model's context "
+                                          f"of {context} tokens", f"set max_seq_len to {context} or less")
+
+
+def test_dataset_missing(home, make_profile, tmp_path):
+    path = make_profile("nodata", {"data": {"path": str(tmp_path / "gone.jsonl")}})
+    fails(run_cli("run", str(path)), "data.path", "gone.jsonl does not exist")
+
+
+@pytest.mark.parametrize("content,needles", [
+    ("", ["empty.jsonl: the dataset is empty"]),
+    ('{"question": "q", "answer": "a"}\n', ["cannot tell the data format", "answer, question", "data.format"]),
+    ('{"instruction": "a"}\n{"instruction": "b", "output": ""}\n',
+     ["no usable rows in the alpaca format (0 of 2)", 'empty.jsonl:1: missing "output"',
+      'empty.jsonl:2: "output" is empty']),
+])
+def test_dataset_empty_wrong_format_or_rows_missing_fields(home, make_profile, tmp_path, content, needles):
+    data = tmp_path / "empty.jsonl"
+    data.write_text(content)
+    path = make_profile("d", {"data": {"path": str(data)}})
+    fails(run_cli("validate", str(path)), *needles)
+    # `run` launches, the engine rejects the data before loading any model, and the follower reports it.
+    t0 = time.time()
+    result = run_cli("run", str(path))
+    fails(result, "failed:", needles[0], "hint:", code=1)
+    end = events.read_all(rundir.resolve("last") / "events.jsonl")[-1]
+    assert end["type"] == "end" and end["status"] == "failed" and needles[0] in end["error"]
+    assert not any(e["type"] == "start" for e in events.read_all(rundir.resolve("last") / "events.jsonl"))
+    assert time.time() - t0 < 60
+
+
+def test_runs_root_not_writable(make_profile, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fails(run_cli("run", str(make_profile()), env={"TUNETOP_HOME": str(blocker / "home")}),
+          "cannot create a run directory under", "hint: set TUNETOP_HOME")
+
+
+def test_run_id_unknown_or_ambiguous(home):
+    fails(run_cli("watch", "nothing"), "there are no runs under")
+    for name in ("20260101-000000-a", "20260101-000001-b"):
+        (home / "runs" / name).mkdir(parents=True)
+        (home / "runs" / name / "run.toml").write_text("")
+    fails(run_cli("logs", "2026"), '"2026" matches 2 runs', "type more of the id")
+    fails(run_cli("stop", "zzz"), 'no run matches "zzz"', "tunetop ls")
+
+
+def test_stop_and_resume_refuse_the_wrong_state(home):
+    run = home / "runs" / "20260101-000000-done"
+    run.mkdir(parents=True)
+    (run / "run.toml").write_text("")
+    w = events.EventWriter(run / "events.jsonl")
+    w.write("start", total_steps=3)
+    w.write("end", status="completed", step=3)
+    w.close()
+    fails(run_cli("stop", "last"), "is not running (it is completed)")
+    fails(run_cli("resume", "last"), "already completed (3 steps)", "tunetop run PROFILE")
+
+
+def test_unknown_profile_name(home):
+    fails(run_cli("run", "no-such-profile"), 'no profile named "no-such-profile"', "known profiles:", "demo")
+
+
+def test_ls_and_profiles_on_an_empty_home(home):
+    result = run_cli("ls")
+    assert result.returncode == 0 and "no runs yet" in result.stdout
+    listing = run_cli("profiles")
+    assert listing.returncode == 0 and "demo" in listing.stdout and "llama3.1-8b-qlora-24gb" in listing.stdout
