@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Before torch is imported by any test: see engine/launch.py (spinning OpenMP threads on a shared CPU).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 TINY_MODEL = ASSETS / "tiny-llama"
