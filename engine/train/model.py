@@ -63,15 +63,17 @@ def load_model(profile, placement: Placement):
 
 
 def _add_lora(model, profile):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
 
     method, training = profile.method, profile.training
-    if method.type == "qlora":
-        # Upcasts norms/embeddings to fp32 and enables input grads so checkpointing works through 4-bit layers.
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=training.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif training.gradient_checkpointing:
+    # QLoRA and LoRA are prepared alike. peft's prepare_model_for_kbit_training is deliberately not used:
+    # it upcasts embeddings, lm_head and norms to fp32, which makes the whole residual stream fp32 and
+    # cost 9 GiB more at Llama-3.1-8B, micro-batch 4 x 2048 with checkpointing (24.9 vs 15.6 GiB, measured
+    # for engine/estimate). The base weights are frozen either way; autocast keeps the maths stable.
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if training.gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad, or the adapters inside get none.
         model.enable_input_require_grads()
     config = LoraConfig(r=method.lora_r, lora_alpha=method.lora_alpha, lora_dropout=method.lora_dropout,
                         target_modules=method.target_modules, use_dora=method.use_dora,

@@ -1,0 +1,139 @@
+"""Find a config.json for a model reference without downloading anything.
+
+Order: a local folder (or a config.json path), the Hugging Face cache, then the bundled table. Why this
+order: a local folder or a cached snapshot is the model the user will actually train (fine-tunes change
+vocab_size, for one), while the bundled table only knows the published base models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from . import architectures
+
+
+class EstimateUnavailable(LookupError):
+    """No config.json could be found; the message says where we looked and how to fix it."""
+
+
+class ConfigSource(NamedTuple):
+    config: dict
+    source: str  # where it came from, for display: "local folder ...", "HF cache ...", "bundled table"
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache as huggingface_hub resolves it: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise EstimateUnavailable(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise EstimateUnavailable(f"{path} is not a JSON object")
+    return data
+
+
+def _text_config(config: dict) -> dict:
+    """Multimodal configs nest the language model under text_config; the estimate needs that part."""
+    inner = config.get("text_config")
+    if isinstance(inner, dict) and "hidden_size" not in config and "hidden_size" in inner:
+        return {**inner, "model_type": inner.get("model_type", config.get("model_type"))}
+    return config
+
+
+def _from_folder(folder: Path, seen: set[str]) -> ConfigSource | None:
+    cfg_path = folder / "config.json"
+    if cfg_path.is_file():
+        return ConfigSource(_text_config(_read_json(cfg_path)), f"local folder {folder}")
+    adapter = folder / "adapter_config.json"
+    if adapter.is_file():
+        # A PEFT adapter folder: the memory is the base model's.
+        base = _read_json(adapter).get("base_model_name_or_path")
+        if base and base not in seen:
+            seen.add(base)
+            found = _find(base, None, seen)
+            return ConfigSource(found.config, f"{found.source}, base of the adapter in {folder}")
+    return None
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _from_hf_cache(repo_id: str, revision: str | None) -> ConfigSource | None:
+    cache = hf_cache_dir()
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    if not repo_dir.is_dir():
+        return None
+    snapshots = repo_dir / "snapshots"
+    wanted = revision or "main"
+    ref = repo_dir / "refs" / wanted
+    commit = None
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+    elif _COMMIT.match(wanted) and (snapshots / wanted).is_dir():
+        commit = wanted
+    if commit:
+        cfg_path = snapshots / commit / "config.json"
+        if cfg_path.is_file():
+            return ConfigSource(_text_config(_read_json(cfg_path)), f"HF cache {cfg_path.parent} (revision {wanted})")
+    if revision:
+        # An explicit revision that is not cached must not silently fall back to another snapshot.
+        raise EstimateUnavailable(
+            f"revision {revision!r} of {repo_id} is not in the Hugging Face cache at {cache} "
+            f"(download it with: huggingface-cli download {repo_id} config.json --revision {revision})"
+        )
+    # No refs/main (cache filled by a commit hash only): take the newest snapshot that has a config.json.
+    candidates = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if candidates:
+        return ConfigSource(_text_config(_read_json(candidates[0])), f"HF cache {candidates[0].parent}")
+    return None
+
+
+def _find(model: str, revision: str | None, seen: set[str]) -> ConfigSource:
+    path = Path(model).expanduser()
+    if path.is_file() and path.name.endswith(".json"):
+        return ConfigSource(_text_config(_read_json(path)), f"file {path}")
+    if path.is_dir():
+        found = _from_folder(path, seen)
+        if found:
+            return found
+        raise EstimateUnavailable(f"estimate unavailable: the folder {path} has no config.json")
+    found = _from_hf_cache(model, revision)
+    if found:
+        return found
+    bundled = architectures.lookup(model)
+    if bundled is not None:
+        if revision:
+            return ConfigSource(bundled, f"bundled table ({model}; revision {revision} not checked)")
+        return ConfigSource(bundled, f"bundled table ({model})")
+    raise EstimateUnavailable(
+        f"estimate unavailable for {model!r}: it is not a local folder, it is not in the Hugging Face cache "
+        f"at {hf_cache_dir()} (fetch only its config with: huggingface-cli download {model} config.json), "
+        f"and it is not one of the {len(architectures.known_ids())} bundled architectures "
+        f"(e.g. {', '.join(list(architectures.ARCHITECTURES)[:3])})"
+    )
+
+
+def find_config(model: str, revision: str | None = None) -> ConfigSource:
+    """(config dict, where it came from) for a local folder, a config.json path or a hub id.
+
+    Raises EstimateUnavailable with the reason when none is found.
+    """
+    if not model or not str(model).strip():
+        raise EstimateUnavailable("estimate unavailable: no model given")
+    return _find(str(model).strip(), revision, {str(model)})

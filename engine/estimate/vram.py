@@ -1,0 +1,380 @@
+"""Peak GPU memory of one training step, from config.json alone.
+
+The peak of a step is at the start of the backward: the weights, the trainable state (adapters or full
+gradients and optimizer state), every activation autograd saved, and the loss's buffers are alive together.
+Each term of ``Estimate`` is one of these, in bytes, documented where it is computed. The defaults describe
+tunetop's engine: TRL's SFTTrainer on the HF Trainer with bf16 mixed precision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import activations as act
+from .gpus import GPU, COMMON_GPUS  # noqa: F401  (re-exported: vram.COMMON_GPUS)
+from .params import ParamCounts, Shape, count_params, linear_modules, shape_of
+
+METHODS = ("qlora", "lora", "full")
+
+# Bytes of optimizer state per trainable parameter, as a function of the parameter's own bytes p.
+# torch's AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype (2p); bitsandbytes' 8-bit optimizers
+# keep 1 byte per state plus one fp32 absmax per 2048-value block (negligible); "paged" variants can be
+# evicted to host memory under pressure, but they are counted here because eviction is slow.
+_OPTIMIZER_STATE = {
+    "adamw_torch": lambda p: 2 * p,
+    "adamw_torch_fused": lambda p: 2 * p,
+    "adamw_hf": lambda p: 2 * p,
+    "adamw": lambda p: 2 * p,
+    "adam": lambda p: 2 * p,
+    "paged_adamw_32bit": lambda p: 8,
+    "adamw_bnb_8bit": lambda p: 2,
+    "adamw_8bit": lambda p: 2,
+    "paged_adamw_8bit": lambda p: 2,
+    "lion_8bit": lambda p: 1,
+    "paged_lion_8bit": lambda p: 1,
+    "lion_32bit": lambda p: 4,
+    "paged_lion_32bit": lambda p: 4,
+    "sgd": lambda p: 0,  # the HF Trainer's "sgd" has no momentum
+    "adagrad": lambda p: p,
+    # adafactor keeps factored second moments (rows + columns per matrix): computed separately.
+    "adafactor": None,
+}
+OPTIMIZERS = tuple(_OPTIMIZER_STATE)
+
+_PRECISION_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+# NF4 (bitsandbytes 0.50, blocksize 64): two 4-bit values per byte, one absmax per 64 values. With double
+# quantization the absmax is itself quantized to 8 bits, with an fp32 absmax per 256 of them; otherwise it
+# is fp32. Measured: 4.1275 bits a parameter with double quantization (DESIGN.md). Per quantized module a
+# few constants also live in the quant state: the 16-entry NF4 code (fp32), the 256-entry code of the
+# nested quantization (fp32) and its fp32 offset.
+_NF4_BLOCK = 64
+_NESTED_BLOCK = 256
+_NF4_CONSTANTS = 16 * 4
+_NESTED_CONSTANTS = 256 * 4 + 4
+
+# CUDA context with lazy module loading: 0.3 to 0.5 GB (DESIGN.md); the upper end, since cuBLAS and the
+# attention kernels add workspaces on first use.
+CUDA_CONTEXT_BYTES = 512 * 1024**2
+# The caching allocator reserves more than it allocates: activations are freed and re-allocated in other
+# sizes every step (sequence lengths vary), so their blocks fragment. 10% of them is a rule of thumb.
+FRAGMENTATION = 0.10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak memory of one training step, in bytes, with what it was computed for."""
+
+    weights: int
+    adapters: int  # LoRA: adapter weights + grads + optimizer state. Full: grads + optimizer state.
+    activations: int
+    logits: int
+    cuda_overhead: int
+    # Context, for display and for the suggestions.
+    method: str
+    micro_batch: int
+    seq_len: int
+    gradient_checkpointing: bool
+    optimizer: str
+    lora_r: int
+    params: int  # all parameters of the model
+    trainable_params: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.adapters + self.activations + self.logits + self.cuda_overhead
+
+    def breakdown(self) -> list[tuple[str, int]]:
+        """(label, bytes) in display order; sums to ``total``."""
+        return [
+            ("weights", self.weights),
+            ("adapters" if self.method != "full" else "grads + optimizer", self.adapters),
+            ("activations", self.activations),
+            ("logits", self.logits),
+            ("CUDA overhead", self.cuda_overhead),
+        ]
+
+
+def _precision_bytes(precision: str | int) -> int:
+    if isinstance(precision, int):
+        if precision not in (2, 4):
+            raise ValueError(f"bytes per parameter must be 2 or 4, not {precision}")
+        return precision
+    try:
+        return _PRECISION_BYTES[precision.lower()]
+    except KeyError:
+        raise ValueError(f"precision must be one of {', '.join(_PRECISION_BYTES)}, not {precision!r}") from None
+
+
+def resolve_targets(config: dict, target_modules: str | list[str] | tuple[str, ...]) -> frozenset[str]:
+    """Module names LoRA wraps. "all-linear" is peft's: every Linear of the decoder, not the lm_head."""
+    names = [m.name for m in linear_modules(config)]
+    if isinstance(target_modules, str):
+        if target_modules == "all-linear":
+            return frozenset(names)
+        target_modules = [target_modules]
+    unknown = [t for t in target_modules if t not in names]
+    if unknown:
+        raise ValueError(
+            f"target module(s) {', '.join(map(repr, unknown))} not in this architecture "
+            f"(its Linear layers: {', '.join(names)}; or 'all-linear')"
+        )
+    if not target_modules:
+        raise ValueError("target_modules is empty: LoRA needs at least one module")
+    return frozenset(target_modules)
+
+
+def nf4_bytes(n: int, double_quant: bool = True) -> int:
+    """Bytes of one NF4-quantized weight of n parameters, its quant state included."""
+    blocks = math.ceil(n / _NF4_BLOCK)
+    if double_quant:
+        return n // 2 + n % 2 + blocks + 4 * math.ceil(blocks / _NESTED_BLOCK) + _NF4_CONSTANTS + _NESTED_CONSTANTS
+    return n // 2 + n % 2 + 4 * blocks + _NF4_CONSTANTS
+
+
+def weight_bytes(
+    config: dict, method: str, precision: str | int = "bf16", double_quant: bool = True,
+    upcast_frozen_fp32: bool = False,
+) -> int:
+    """Weights of the model as loaded for training.
+
+    QLoRA: every decoder Linear in NF4 (nf4_bytes); embeddings, lm_head, norms and biases stay in the load
+    dtype, or fp32 when peft's prepare_model_for_kbit_training upcasts them (upcast_frozen_fp32).
+    LoRA and full: every parameter in the load dtype (2 bytes in bf16).
+    """
+    p = _precision_bytes(precision)
+    counts = count_params(config)
+    if method != "qlora":
+        return counts.total * p
+    s = shape_of(config)
+    quantized = s.layers * sum(nf4_bytes(m.d_in * m.d_out, double_quant) for m in linear_modules(config))
+    return quantized + counts.not_quantized * (4 if upcast_frozen_fp32 else p)
+
+
+def _adafactor_state(matrices: list[tuple[int, int]], vectors: int) -> int:
+    """Adafactor (no first moment): fp32 row and column statistics per matrix, a full fp32 state per vector."""
+    return 4 * sum(rows + cols for rows, cols in matrices) + 4 * vectors
+
+
+def trainable_state_bytes(
+    config: dict, method: str, optimizer: str, precision: str | int, targets: frozenset[str], r: int,
+    adapter_bytes: int,
+) -> tuple[int, int]:
+    """(trainable parameters, bytes of their weights-if-separate + grads + optimizer state).
+
+    LoRA/QLoRA: layers x r x sum(d_in + d_out) over the targets, each with weight, grad and optimizer state
+    in the adapter dtype (fp32: 4 + 4 + 8 bytes with AdamW). Full: the weights are already counted, so
+    grads (same dtype as the weights) + optimizer state.
+    """
+    if optimizer not in _OPTIMIZER_STATE:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    s = shape_of(config)
+    mods = linear_modules(config)
+    if method == "full":
+        p = _precision_bytes(precision)
+        counts = count_params(config)
+        n = counts.total
+        if optimizer == "adafactor":
+            matrices = [(m.d_out, m.d_in) for m in mods] * s.layers + [(s.vocab, s.hidden)] * (1 if s.tied else 2)
+            vectors = counts.norms + counts.biases
+            state = _adafactor_state(matrices, vectors)
+        else:
+            state = n * _OPTIMIZER_STATE[optimizer](p)
+        return n, n * p + state
+    adapters = [(r, m.d_in) for m in mods if m.name in targets] + [(m.d_out, r) for m in mods if m.name in targets]
+    n = s.layers * sum(a * b for a, b in adapters)
+    if optimizer == "adafactor":
+        state = _adafactor_state(adapters * s.layers, 0)
+    else:
+        state = n * _OPTIMIZER_STATE[optimizer](adapter_bytes)
+    return n, n * 2 * adapter_bytes + state
+
+
+def activation_setup(
+    config: dict,
+    *,
+    method: str,
+    seq_len: int,
+    lora_r: int = 16,
+    target_modules: str | list[str] | tuple[str, ...] = "all-linear",
+    precision: str | int = "bf16",
+    lora_dropout: float = 0.0,
+    adapter_dtype: str | None = None,
+    autocast: bool = True,
+    padding_free: bool = False,
+    attn_implementation: str = "sdpa",
+    upcast_frozen_fp32: bool = False,
+) -> tuple[Shape, list, act.ActivationSetup]:
+    """(shape, decoder Linears, activation setup) for estimate()'s options; see estimate() for them."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if attn_implementation not in ("sdpa", "eager", "flash_attention_2", "flash_attention_3"):
+        raise ValueError(f"attn_implementation must be 'sdpa', 'eager' or a flash kernel, not {attn_implementation!r}")
+    s: Shape = shape_of(config)
+    attn = "flash" if attn_implementation.startswith("flash") else attn_implementation
+    if s.model_type == "gemma2" and attn == "sdpa":
+        # transformers 5 refuses SDPA for Gemma 2 (its attention soft-capping): it runs eager.
+        attn = "eager"
+    mods = linear_modules(config)
+    p = _precision_bytes(precision)
+    c = 2 if (autocast or p == 2) else 4  # activations are in the compute dtype
+    if method == "full":
+        targets: frozenset[str] = frozenset()
+        a_bytes = p
+    else:
+        if lora_r < 1:
+            raise ValueError("lora_r must be at least 1")
+        targets = resolve_targets(config, target_modules)
+        if adapter_dtype is None:
+            adapter_dtype = "bf16" if method == "qlora" else "fp32"
+        a_bytes = _precision_bytes(adapter_dtype)
+    setup = act.ActivationSetup(
+        method=method, c=c, targets=targets, r=lora_r, adapter_bytes=a_bytes, autocast=autocast,
+        lora_dropout=lora_dropout, attn_implementation=attn, padding_free=padding_free, seq_len=seq_len,
+        base_weight_bytes=0 if method == "qlora" else p,
+        residual_bytes=4 if (method == "qlora" and upcast_frozen_fp32) else c,
+    )
+    return s, mods, setup
+
+
+def layer_activation_bytes(config: dict, *, micro_batch: int, seq_len: int, **kwargs) -> int:
+    """Bytes autograd saves in one decoder layer for one micro-batch, without checkpointing.
+
+    kwargs are estimate()'s. This is the per-layer figure tests compare with saved-tensor hooks.
+    """
+    s, mods, setup = activation_setup(config, seq_len=seq_len, **kwargs)
+    return micro_batch * seq_len * act.layer_bytes_per_token(s, setup, mods) + act.weight_cast_bytes_per_layer(
+        s, setup, mods)
+
+
+def estimate(
+    config: dict,
+    *,
+    method: str,
+    micro_batch: int,
+    seq_len: int,
+    lora_r: int = 16,
+    target_modules: str | list[str] | tuple[str, ...] = "all-linear",
+    gradient_checkpointing: bool = False,
+    optimizer: str = "adamw_torch",
+    precision: str | int = "bf16",
+    double_quant: bool = True,
+    lora_dropout: float = 0.0,
+    adapter_dtype: str | None = None,
+    autocast: bool = True,
+    loss: str = "fused",
+    padding_free: bool = False,
+    attn_implementation: str = "sdpa",
+    upcast_frozen_fp32: bool = False,
+) -> Estimate:
+    """Peak memory of one training step on one GPU.
+
+    method: "qlora" (NF4 base + LoRA), "lora" (16-bit base + LoRA) or "full".
+    micro_batch x seq_len: the tokens of one forward (padded batches count their padding).
+    precision: dtype the base weights are loaded in ("bf16", "fp16", "fp32"), or bytes per parameter.
+    adapter_dtype: "fp32" or "bf16"; None means what the stack does: peft upcasts LoRA adapters to fp32
+        (autocast_adapter_dtype=True), and TRL's SFTTrainer casts them back to bf16 for quantized models.
+    autocast: bf16/fp16 mixed precision (HF Trainer bf16=True wraps the forward in torch.autocast).
+    loss: "fused" (TRL SFTTrainer's chunked LM head, no full logits) or "full" (model(labels=...)).
+    padding_free: batches without an attention mask (padding-free or packed with position ids). With a
+        mask, transformers repeats the KV heads before SDPA and every layer saves a c-byte B x T^2 mask.
+    attn_implementation: "sdpa", "eager" or "flash_attention_2"/"flash_attention_3" (these unpad the
+        batch: no mask, grouped KV heads). Gemma 2 asked for "sdpa" runs eager, as transformers does.
+    upcast_frozen_fp32: QLoRA only: peft's prepare_model_for_kbit_training was called (tunetop's engine
+        does not call it: engine/train/model.py). It upcasts every non-4-bit parameter (embeddings, lm_head, norms) to
+        fp32, which also makes the residual stream, the norms' outputs and the 4-bit layers' outputs fp32.
+    """
+    if micro_batch < 1 or seq_len < 1:
+        raise ValueError("micro_batch and seq_len must be at least 1")
+    s, mods, setup = activation_setup(
+        config, method=method, seq_len=seq_len, lora_r=lora_r, target_modules=target_modules, precision=precision,
+        lora_dropout=lora_dropout, adapter_dtype=adapter_dtype, autocast=autocast, padding_free=padding_free,
+        attn_implementation=attn_implementation, upcast_frozen_fp32=upcast_frozen_fp32,
+    )
+    p = _precision_bytes(precision)
+    c, targets, a_bytes, attn = setup.c, setup.targets, setup.adapter_bytes, setup.attn_implementation
+    notes: list[str] = []
+
+    tokens = micro_batch * seq_len
+
+    # Weights: see weight_bytes. QLoRA adds one dequantized weight: bitsandbytes dequantizes each NF4 weight
+    # to the compute dtype for its matmul (forward and backward), one at a time.
+    weights = weight_bytes(config, method, precision, double_quant, upcast_frozen_fp32)
+    if method == "qlora":
+        weights += c * max(m.d_in * m.d_out for m in mods)
+
+    # Adapters (LoRA) or grads + optimizer state (full): see trainable_state_bytes. Gradients are counted
+    # as alive at the peak: with gradient accumulation they persist between micro-batches.
+    trainable, adapters = trainable_state_bytes(config, method, optimizer, precision, targets, lora_r, a_bytes)
+
+    # Logits: see activations.logits_bytes. The lm_head is in fp32 only after prepare_model_for_kbit_training.
+    lm_head_bytes = 4 if (method == "qlora" and upcast_frozen_fp32) else p
+    logits = act.logits_bytes(s, setup, tokens, loss, lm_head_bytes)
+
+    # Activations.
+    # Without checkpointing: layers x tokens x (per-layer saved bytes), plus the final norm.
+    # With checkpointing: layers x tokens x c h (each layer's input), plus, while one layer is recomputed in
+    # the backward, its full activations and the gradients of its backward. That happens after the final
+    # norm's and the loss's buffers are freed, so the peak is checkpoints + max(head + logits, recompute):
+    # the recomputation adds only what it exceeds them by.
+    # Under autocast, casts of weights stored wider than the compute dtype are saved too, per layer.
+    per_layer = act.layer_bytes_per_token(s, setup, mods)
+    casts = act.weight_cast_bytes_per_layer(s, setup, mods)
+    head = tokens * act.head_bytes_per_token(s, setup, loss)
+    if gradient_checkpointing:
+        recompute = tokens * (per_layer + act.recompute_transient_bytes_per_token(s, setup)) + casts
+        activations = s.layers * tokens * act.checkpoint_bytes_per_token(s, setup) + head
+        activations += max(0, recompute - head - logits)
+    else:
+        activations = s.layers * (tokens * per_layer + casts) + head
+
+    # CUDA overhead: context + allocator fragmentation of the memory that churns every step.
+    cuda_overhead = CUDA_CONTEXT_BYTES + int(FRAGMENTATION * (activations + logits))
+
+    if method != "full" and lora_dropout > 0:
+        notes.append("lora_dropout > 0 saves a dropout mask and a copy of each adapted input")
+    if s.model_type == "gemma2" and attn == "eager":
+        notes.append("Gemma 2 runs eager attention (memory grows with seq_len squared); flash_attention_2 avoids that")
+    if seq_len > int(_max_positions(config)):
+        notes.append(f"seq_len {seq_len} exceeds the model's max_position_embeddings {_max_positions(config)}")
+    if "paged" in optimizer:
+        notes.append("paged optimizer state can spill to host memory under pressure (slow, but no OOM)")
+
+    return Estimate(
+        weights=weights, adapters=adapters, activations=activations, logits=logits, cuda_overhead=cuda_overhead,
+        method=method, micro_batch=micro_batch, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
+        optimizer=optimizer, lora_r=lora_r, params=count_params(config).total, trainable_params=trainable,
+        notes=tuple(notes),
+    )
+
+
+def _max_positions(config: dict) -> int:
+    """max_position_embeddings, or a very large number when the config does not say."""
+    return int(config.get("max_position_embeddings") or 10**9)
+
+
+# A verdict of "fits" leaves this much of the card unused. Why 15%: the estimate itself is within about
+# 10% of measurements for HF models (tests/test_estimate.py), sequence lengths and the allocator vary
+# from step to step, and a desktop or another process often holds a few hundred MB of the same card.
+TIGHT_FRACTION = 0.85
+
+
+def verdict(estimate: Estimate | int, gpu_total_bytes: int) -> str:
+    """"fits", "tight" (above 85% of the card) or "does not fit"."""
+    total = estimate if isinstance(estimate, int) else estimate.total
+    if gpu_total_bytes <= 0:
+        raise ValueError("gpu_total_bytes must be positive")
+    if total > gpu_total_bytes:
+        return "does not fit"
+    if total > TIGHT_FRACTION * gpu_total_bytes:
+        return "tight"
+    return "fits"
+
+
+__all__ = [
+    "Estimate", "estimate", "verdict", "weight_bytes", "activation_setup", "layer_activation_bytes", "nf4_bytes",
+    "trainable_state_bytes", "resolve_targets", "METHODS", "OPTIMIZERS", "COMMON_GPUS", "GPU", "TIGHT_FRACTION",
+    "ParamCounts",
+]
