@@ -86,6 +86,12 @@ class TrainingSection:
                                   min=1, max=4096)
     grad_accum: int = spec(4, "Micro-batches per optimizer step (effective batch = micro_batch x this x GPUs)",
                            min=1, max=4096)
+    effective_batch: int = spec(0, "Rows per optimizer step per GPU kept by micro_batch = \"auto\" "
+                                   "(0 = 4 x grad_accum); ignored when micro_batch is a number", min=0, max=1_048_576)
+    allow_shorter_seq_len: bool = spec(False, "On out-of-memory, after splitting the micro-batch and gradient "
+                                              "checkpointing, halve max_seq_len (rows get cut)")
+    grow_back_after: int = spec(0, "After an out-of-memory backoff, try the larger micro-batch again after this "
+                                   "many clean steps (0 = never)", min=0)
     learning_rate: float = spec(2e-4, "Peak learning rate", min=0.0, max=1.0)
     scheduler: str = spec("cosine", "Learning-rate schedule after warmup", choices=SCHEDULERS)
     warmup_ratio: float = spec(0.03, "Share of the steps spent warming up the learning rate", min=0.0, max=1.0)

@@ -17,6 +17,7 @@ from .. import rundir
 from ..data import DataError, load_data
 from ..events import EventWriter
 from ..profile import ProfileError, preflight
+from .backoff import OOMExhausted, RelaunchRequest, loader_batch
 from .errors import SetupError
 from .stop import StopRequest
 
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         message, hint = _split_hint(str(exc), getattr(exc, "hint", ""))
         _fail(writer, message, hint, t0)
         return 2
+    except OOMExhausted as exc:  # every OOM backoff was tried; the last completed step is checkpointed
+        _fail(writer, str(exc), exc.hint, t0)
+        return exc.exit_status
+    except RelaunchRequest as exc:  # an OOM outside the step: re-exec with --resume at the next size
+        return exc.execute(writer if rank0 else None)
     except Exception as exc:  # the run must always end with an event, whatever broke
         traceback.print_exc()
         message, hint = _explain(exc)
@@ -98,7 +104,8 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
     log(f"model {profile.model.name_or_path}: {profile.method.type}, {trainable:,} of {total:,} parameters "
         f"trainable, {placement.device} {placement.precision}")
 
-    micro_batch = t.micro_batch if isinstance(t.micro_batch, int) else 1
+    # "auto": the loader holds the effective batch; the probe before step 1 picks the rows per pass.
+    micro_batch, grad_accum = loader_batch(t)
     from datasets import Dataset
     train_ds = Dataset.from_list(train_tok.rows)
     eval_ds = Dataset.from_list(eval_tok.rows) if eval_tok and eval_tok.rows else None
@@ -106,7 +113,7 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
         output_dir=str(run_dir / rundir.CHECKPOINTS),
         per_device_train_batch_size=micro_batch,
         per_device_eval_batch_size=micro_batch,
-        gradient_accumulation_steps=t.grad_accum,
+        gradient_accumulation_steps=grad_accum,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup_ratio,
@@ -137,10 +144,11 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
         save_only_model=False,
         dataloader_num_workers=0,
     )
-    effective = micro_batch * t.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+    effective = micro_batch * grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     events = EventCallback(writer, effective)
     trainer = TunetopTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, callbacks=[events, GracefulStop(stop)])
+                             processing_class=tokenizer, callbacks=[events, GracefulStop(stop)],
+                             profile=profile, run_dir=run_dir, writer=writer)
 
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
@@ -148,7 +156,7 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
     events.start_info = dict(
         run_id=run_dir.name, profile=profile.name, model=profile.model.name_or_path, method=profile.method.type,
         device=placement.device, devices=placement.devices, precision=placement.precision,
-        world_size=int(os.environ.get("WORLD_SIZE", "1")), micro_batch=micro_batch, grad_accum=t.grad_accum,
+        world_size=int(os.environ.get("WORLD_SIZE", "1")), micro_batch=micro_batch, grad_accum=grad_accum,
         effective_batch=effective, epochs=t.epochs, data_format=report.format, train_rows=len(train_ds),
         eval_rows=len(eval_ds) if eval_ds is not None else 0, skipped_rows=len(report.bad_rows),
         train_tokens=train_tok.tokens, trainable_params=trainable, total_params=total)
