@@ -16,8 +16,11 @@ Types and their fields (readers must ignore fields and types they do not know):
                 samples_per_s, tokens_per_s, eta_s (engine's own estimate), memory: {cuda_allocated,
                 cuda_reserved, cuda_peak, rss} in bytes (CUDA keys absent on CPU)
     eval        step, eval_loss
-    backoff     step, reason, before: {micro_batch, grad_accum, gradient_checkpointing, ...}, after: {...},
-                message
+    backoff     step (0 = the probe before step 1), reason, action (split, gradient_checkpointing,
+                shorter_seq_len, grow_back, eval_split, relaunch, exhausted, ...), before and after:
+                {micro_batch, grad_accum, gradient_checkpointing, max_seq_len}, message (one sentence),
+                split (row chunks per micro-batch), effective_batch; optionally phase, memory, error,
+                relaunch, fit_cache
     checkpoint  step, path
     log         level ("info"/"warning"/"error"), message
     end         status ("completed" | "stopped" | "failed"), step, total_steps, error, hint,

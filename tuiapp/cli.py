@@ -16,7 +16,7 @@ from engine.data import DataError, load_data
 from engine.profile import ProfileError, list_profiles, load_named, preflight
 from engine.rundir import RunError
 
-from . import fmt
+from . import fmt, plan_cli
 from .follow import follow
 
 EXIT_BAD_INPUT = 2
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("merge", help="merge a finished run's adapter into the base model (safetensors)")
     s.add_argument("run")
     sub.add_parser("profiles", help="list bundled and saved profiles")
+    plan_cli.add_parsers(sub)   # estimate, fit
     return p
 
 
@@ -187,4 +188,5 @@ def _short_model(model: str) -> str:
 
 
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "watch": cmd_watch, "stop": cmd_stop, "resume": cmd_resume,
-            "logs": cmd_logs, "validate": cmd_validate, "merge": cmd_merge, "profiles": cmd_profiles}
+            "logs": cmd_logs, "validate": cmd_validate, "merge": cmd_merge, "profiles": cmd_profiles,
+            "estimate": plan_cli.cmd_estimate, "fit": plan_cli.cmd_fit}

@@ -45,3 +45,14 @@ def bar(fraction: float, width: int) -> str:
     fraction = min(1.0, max(0.0, fraction))
     filled = int(round(fraction * width))
     return "#" * filled + "-" * (width - filled)
+
+
+def coarse_duration(seconds: float | None) -> str:
+    """Minutes resolution ("7m", "1h05m", "2d03h"): for tables, so a running clock repaints once a minute."""
+    if seconds is None:
+        return "-"
+    m = int(seconds) // 60
+    if m < 60:
+        return f"{m}m" if m else "<1m"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h < 24 else f"{h // 24}d{h % 24:02d}h"
