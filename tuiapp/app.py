@@ -1,0 +1,281 @@
+"""The dashboard: `tunetop` with no arguments.
+
+GPUs and host at the top, the run in focus in the middle (figures, loss chart, log tail), every run in a
+table at the bottom. Telemetry and run following happen in thread workers (workers.py) that post messages;
+the UI thread only draws. Runs are detached processes: quitting never touches them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+
+from engine import paths
+from engine.telemetry import GpuSource, NvmlSource
+
+from . import workers
+from .actions import RunActions
+from .components.gpu_panel import GpuPanel
+from .components.host_panel import HostPanel
+from .components.log_tail import LogTailView
+from .components.loss_chart import LossChart
+from .components.run_summary import RunSummary
+from .components.runs_table import RunsTable
+from .messages import GpuSample, HostSample, RunsChanged
+from .registry import RunRegistry
+
+COMPACT_W, COMPACT_H = 110, 34   # below either, the compact layout (80x24 is the smallest we design for)
+# How often new events reach each part (repaints are where the dashboard's CPU goes): the figures of the run
+# in focus each second (its clocks tick), its chart and log tail every 3 s, the runs table every 5 s.
+CURVE_EVERY_S = 3.0
+TABLE_EVERY_S = 5.0
+
+
+class TunetopApp(RunActions, App[int]):
+    CSS_PATH = Path(__file__).parent / "tunetop.tcss"   # absolute: subclasses may live anywhere
+    TITLE = "tunetop"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("l", "logs", "Logs"),
+        Binding("d", "delete", "Delete"),
+        Binding("n", "new_run", "New"),
+        Binding("L", "launch", "Launch", key_display="L"),
+    ]
+
+    def __init__(self, gpu_source: GpuSource | None = None, runs_root: Path | None = None,
+                 device_interval: float = 1.0, process_interval: float = 2.0, poll_interval: float = 0.5):
+        super().__init__()
+        self.gpu_source = gpu_source if gpu_source is not None else NvmlSource()
+        self.runs_root = Path(runs_root) if runs_root else paths.runs_root()
+        self.registry = RunRegistry(self.runs_root)
+        self.intervals = (device_interval, process_interval, poll_interval)
+        self.focus_run: str | None = None
+        self.compact = False
+        self._width = 120
+        self._pending_focus: str | None = None
+        self._gpu_last: GpuSample | None = None
+        self._gpu_dirty = False
+        self._host_last = None
+        self.exit_note: str | None = None
+        self._runs_note: str | None = None
+        self._table_dirty = self._detail_dirty = False
+        self._table_at = self._curve_at = 0.0
+        self._statuses: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    # -- layout --------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: App.query_one searches the active screen, which is a dialog at times.
+        self.gpus, self.host = GpuPanel(id="gpus"), HostPanel(id="host")
+        self.summary, self.chart, self.logtail = RunSummary(id="summary"), LossChart(id="chart"), LogTailView(id="logtail")
+        self.table, self.runs_error = RunsTable(id="table"), Static("", id="runs-error", markup=False)
+        self.gpus.border_title = "GPUs"
+        self.chart.border_title = "loss ⠒ train  ◆ eval"
+        with Horizontal(id="top"):
+            yield self.gpus
+            with Vertical(id="host-box") as host:
+                host.border_title = "host"
+                yield self.host
+        with Vertical(id="detail") as self.detail:
+            self.detail.border_title = "run"
+            with Horizontal(id="detail-top"):
+                with VerticalScroll(id="summary-box"):
+                    yield self.summary
+                yield self.chart
+            yield self.logtail
+        with Vertical(id="runs") as self.runs_box:
+            self.runs_box.border_title = "runs"
+            yield self.runs_error
+            yield self.table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._layout(self.size.width, self.size.height)
+        post = self.post_message
+        dev_s, proc_s, poll_s = self.intervals
+        self.run_worker(partial(workers.gpu_loop, self.gpu_source, self.registry, post, self._stop, dev_s, proc_s),
+                        thread=True, group="gpu", exclusive=True, name="gpu telemetry")
+        self.run_worker(partial(workers.host_loop, self.runs_root, post, self._stop),
+                        thread=True, group="host", exclusive=True, name="host telemetry")
+        self.run_worker(partial(workers.runs_loop, self.registry, post, self._stop, self._wake, poll_s),
+                        thread=True, group="runs", exclusive=True, name="follow runs")
+        self.run_worker(partial(workers.load_loop, self.registry, post, self._stop, lambda: self.focus_run),
+                        thread=True, group="load", exclusive=True, name="load runs")
+        self.set_interval(1.0, self._tick)
+        self.table.focus()
+
+    def on_unmount(self) -> None:
+        self._stop.set()      # wakes every loop at once; they also check is_cancelled
+        self._wake.set()
+
+    def on_resize(self, event) -> None:
+        self._layout(event.size.width, event.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        compact = width < COMPACT_W or height < COMPACT_H
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        screen.set_class(compact, "-compact")
+        screen.set_class(height < 30, "-short")
+        screen.set_class(height >= 50, "-tall")
+        self.compact = compact
+        self._width = width
+        gpus = self.gpus
+        gpus.proc_lines = 0 if height < 30 else (1 if compact else 3)
+        self._show_gpus()                     # the room for processes may have changed
+        self.summary.max_notes = 2 if compact else 5
+        self._show_runs()
+
+    # -- updates from the workers --------------------------------------------------------------------------
+
+    # Telemetry is drawn on the next tick, with everything else that changed: one frame a second.
+    def on_gpu_sample(self, msg: GpuSample) -> None:
+        first = self._gpu_last is None
+        self._gpu_last, self._gpu_dirty = msg, True
+        if first:
+            self._show_gpus()
+
+    def on_host_sample(self, msg: HostSample) -> None:
+        first = self._host_last is None
+        self._host_last = msg.info
+        if first:
+            self.host.show(msg.info)
+
+    def _show_gpus(self) -> None:
+        msg, self._gpu_dirty = self._gpu_last, False
+        if msg is None:
+            return
+        self.gpus.show(msg.devices, msg.procs, msg.error, msg.warning)
+        n = len(msg.devices)
+        _set(self.gpus, "border_subtitle", f"{n} detected" if n else "")
+
+    def on_runs_changed(self, msg: RunsChanged) -> None:
+        # Repaints are what the dashboard's CPU goes on (a table repaint costs tens of milliseconds), so
+        # new events are coalesced: the run in focus redraws on the next tick (once a second), the table
+        # every few seconds. What the user must see at once goes now: runs appearing or changing status.
+        statuses = {t.run_id: t.data.state.status for t in self.registry.snapshot()}
+        urgent = msg.structure or self.registry.error or statuses != self._statuses
+        self._statuses = statuses
+        before = self.focus_run
+        if urgent:
+            self._show_runs()
+        else:
+            self._table_dirty = True
+        if self.focus_run != before or urgent:
+            self._show_detail()
+        elif self.focus_run in msg.ids:
+            self._detail_dirty = True
+        if msg.painted is not None:
+            self.call_after_refresh(msg.painted.set)
+
+    def _show_runs(self) -> None:
+        self._table_dirty = False
+        self._table_at = time.monotonic()
+        ordered = self.registry.ordered()
+        table = self.table
+        table.show(ordered, self._width)
+        ids = [t.run_id for t in ordered]
+        if self.focus_run not in ids:
+            self.focus_run = table.current_run() or (ids[0] if ids else None)
+        if self._pending_focus in ids:             # a run launched from here: the cursor goes to it
+            self.focus_run, self._pending_focus = self._pending_focus, None
+            table.select_run(self.focus_run)
+        active = sum(t.data.state.active for t in ordered)
+        _set(self.runs_box, "border_title", f"runs ({len(ids)}" + (f", {active} active)" if active else ")"))
+        _set(self.runs_box, "border_subtitle", str(self.runs_root))
+        if self.registry.error:
+            note = "⚠ " + self.registry.error
+        elif not ids:
+            note = f"no runs yet under {self.runs_root}: n opens the run builder, L launches a profile"
+        else:
+            note = ""
+        if note != self._runs_note:   # setting a widget's text or title repaints it: only on a change
+            self._runs_note = note
+            self.runs_error.display = bool(note)
+            self.runs_error.update(note)
+
+    def _show_detail(self, tick: bool = False, curve: bool = True) -> None:
+        """Show the run in focus. tick: only the clocks moved. curve: the chart and log tail too."""
+        self._detail_dirty = self._detail_dirty and not curve
+        if curve:
+            self._curve_at = time.monotonic()
+        t = self.registry.get(self.focus_run)
+        detail = self.detail
+        summary, chart, tail = self.summary, self.chart, self.logtail
+        if t is None:
+            _set(detail, "border_title", "run")
+            summary.show(None)
+            chart.show(None, None, 0, note="")
+            tail.show(None)
+            return
+        with t.lock:
+            data = t.data
+            _set(detail, "border_title", f"run {t.run_id}")
+            summary.show(data, t.has_toml, key=None if tick else (id(data), t.version), lock=t.lock)
+            if not curve:
+                return
+            total = data.state.total_steps or 0
+            chart.show(data.loss, data.evals, total, key=(id(data), data.loss.count, data.evals.count, total),
+                       note="" if data.loaded or data.preview else "loading…", lock=t.lock)
+            x_max = max(total, data.loss.max_step)
+            _set(chart, "border_subtitle",
+                 (f"step 0 … {x_max}" if x_max else "") + (" · sampled, reading…" if data.preview else ""))
+            tail.show(t.log, key=(id(t.log), t.log.offset, len(t.log.partial)), lock=t.lock)
+
+    def _tick(self) -> None:
+        """Once a second: what new events changed (at each part's pace), and the clocks of the run in focus."""
+        if self._stop.is_set():
+            return
+        now = time.monotonic()
+        if self._gpu_dirty:
+            self._show_gpus()
+        if self._host_last is not None:
+            self.host.show(self._host_last)    # repaints only if a figure changed as shown
+        # The table's elapsed column has minute resolution: for the clock alone, every 30 s is enough.
+        if (self._table_dirty and now - self._table_at >= TABLE_EVERY_S) or now - self._table_at > 30:
+            self._show_runs()
+        t = self.registry.get(self.focus_run)
+        if self._detail_dirty:
+            self._show_detail(curve=now - self._curve_at >= CURVE_EVERY_S)
+        elif t is not None and t.data.state.active:
+            self._show_detail(tick=True, curve=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        run_id = event.row_key.value if event.row_key else None
+        if run_id and run_id != self.focus_run:
+            self.focus_run = run_id
+            self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        run_id = event.row_key.value if event.row_key else None
+        if run_id:
+            self.focus_run = run_id
+            self._show_detail()
+
+    def watch_theme(self) -> None:
+        if self.is_mounted:
+            self.table.restyle()
+
+def _set(widget, attr: str, value: str) -> None:
+    """Assign a border title/subtitle only when it changes (each assignment repaints the widget)."""
+    if str(getattr(widget, attr) or "") != value:
+        setattr(widget, attr, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    app = TunetopApp()
+    app.run()
+    if app.exit_note:
+        print(app.exit_note)
+    return app.return_code or 0

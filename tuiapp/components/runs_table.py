@@ -1,0 +1,119 @@
+"""The runs table: every run, running first then newest. Only cells whose text changed are updated; rows
+are rebuilt only when the order or the set of runs changed (the cursor stays on the same run)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from .. import fmt
+from ..tracker import RunTracker
+from .run_summary import STATUS
+
+FULL = (("status", "STATUS"), ("run", "RUN"), ("profile", "PROFILE"), ("model", "MODEL"), ("method", "METHOD"),
+        ("step", "STEP"), ("loss", "LOSS"), ("elapsed", "ELAPSED"))
+SHORT = {"failed to start": "no start"}   # the detail panel says it in full
+WIDTHS = {"status": 13}   # fixed: "! interrupted"; the others fit their content
+MEDIUM = (("status", "STATUS"), ("run", "RUN"), ("profile", "PROFILE"), ("method", "METHOD"), ("step", "STEP"),
+          ("loss", "LOSS"), ("elapsed", "ELAPSED"))
+COMPACT = (("status", "STATUS"), ("run", "RUN"), ("step", "STEP"), ("loss", "LOSS"), ("elapsed", "ELAPSED"))
+
+
+def columns_for(width: int) -> tuple:
+    """As many columns as fit: the run id already names the profile, so model goes first, then profile."""
+    return FULL if width >= 150 else MEDIUM if width >= 110 else COMPACT
+
+
+def row_values(t: RunTracker) -> dict[str, str]:
+    s = t.data.state
+    model = short_model(s.model)
+    loaded = t.data.loaded or t.data.preview
+    return {
+        "status": s.status if loaded else "loading",
+        "run": t.run_id,
+        "profile": short_model(s.profile or "?", 20),
+        "model": model,
+        "method": s.method or "-",
+        "step": f"{s.step}/{s.total_steps or '?'}" if loaded else "-",
+        "loss": fmt.number(s.loss) if loaded else "-",
+        "elapsed": fmt.coarse_duration(s.elapsed) if loaded else "-",
+    }
+
+
+def short_model(model: str | None, width: int = 24) -> str:
+    """The last part of a path or hub id ("meta-llama/Llama-3.1-8B" -> "Llama-3.1-8B"), capped in width."""
+    name = Path(model.rstrip("/")).name if model else "-"
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+class RunsTable(DataTable):
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Focus", show=True),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.compact = False
+        self._order: list[str] = []
+        self._values: dict[str, dict[str, str]] = {}
+        self._columns: tuple = ()
+
+    def on_mount(self) -> None:
+        self._set_columns(FULL)
+
+    def _set_columns(self, cols: tuple) -> None:
+        if cols == self._columns:
+            return
+        self.clear(columns=True)
+        self._columns = cols
+        for key, label in cols:
+            self.add_column(label, key=key, width=WIDTHS.get(key))
+        self._order, self._values = [], {}
+
+    def show(self, trackers: list[RunTracker], width: int) -> None:
+        self._set_columns(columns_for(width))
+        keys = [key for key, _ in self._columns]
+        order = [t.run_id for t in trackers]
+        values = {t.run_id: row_values(t) for t in trackers}
+        if order != self._order:
+            current = self.current_run()
+            self.clear()
+            for run_id in order:
+                self.add_row(*[self._cell(k, values[run_id][k]) for k in keys], key=run_id)
+            self._order = order
+            if current in order:
+                self.move_cursor(row=order.index(current), animate=False)
+        else:
+            for run_id in order:
+                old = self._values.get(run_id, {})
+                for k in keys:
+                    new = values[run_id][k]
+                    if old.get(k) != new:
+                        # Re-measuring the column only when the text grew keeps a ticking clock cheap.
+                        grow = k != "status" and len(new) > len(old.get(k) or "")
+                        self.update_cell(run_id, k, self._cell(k, new), update_width=grow)
+        self._values = values
+
+    def _cell(self, key: str, value: str):
+        if key != "status":
+            return value
+        symbol, var = STATUS.get(value, ("…", "$text-muted"))
+        color = self.app.get_css_variables().get(var.lstrip("$"))
+        return Text(f"{symbol} {SHORT.get(value, value)}", style=Style(color=color) if color and not color.startswith("auto") else "")
+
+    def restyle(self) -> None:
+        """After a theme change: status colours come from the theme."""
+        for run_id in self._order:
+            self.update_cell(run_id, "status", self._cell("status", self._values[run_id]["status"]))
+
+    def current_run(self) -> str | None:
+        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
+            return None
+        return self._order[self.cursor_row]
+
+    def select_run(self, run_id: str) -> None:
+        if run_id in self._order:
+            self.move_cursor(row=self._order.index(run_id), animate=False)

@@ -1,0 +1,28 @@
+"""Messages the telemetry and run workers post to the UI thread (post_message is thread-safe)."""
+from __future__ import annotations
+
+from textual.message import Message
+
+from engine.telemetry import GpuInfo, HostInfo, ProcInfo
+
+
+class GpuSample(Message):
+    def __init__(self, devices: list[GpuInfo], procs: dict[int, list[ProcInfo]], error: str | None,
+                 warning: str | None):
+        super().__init__()
+        self.devices, self.procs, self.error, self.warning = devices, procs, error, warning
+
+
+class HostSample(Message):
+    def __init__(self, info: HostInfo):
+        super().__init__()
+        self.info = info
+
+
+class RunsChanged(Message):
+    """Runs whose data changed (ids), and whether runs appeared, vanished or could not be listed.
+    `painted`, if given, is set once the UI has drawn the change (the loader waits for it, see workers)."""
+
+    def __init__(self, ids: set[str], structure: bool = False, painted=None):
+        super().__init__()
+        self.ids, self.structure, self.painted = ids, structure, painted

@@ -1,0 +1,168 @@
+"""A loss curve kept at a fixed resolution, whatever the run's length.
+
+Points go into at most MAX_BINS bins of `width` steps each (sum, count, min, max). When a step falls
+beyond the last bin, the width doubles and neighbouring bins merge, so memory stays constant, adding a
+point is O(1), and drawing a chart of any width reads the bins, never the points. Bulk loads of sorted
+steps are binned with slices (C speed) instead of a Python loop per point.
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from itertools import islice
+from operator import le
+from typing import Sequence
+
+MAX_BINS = 1024
+
+
+class Series:
+    def __init__(self) -> None:
+        self.width = 1
+        self.sum: list[float] = []
+        self.cnt: list[int] = []
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.count = 0            # finite points taken
+        self.nonfinite = 0        # NaN / inf values seen (not drawn; a diverged run says so)
+        self.last_step: int | None = None
+        self.last: float | None = None
+        self.max_step = 0
+
+    # -- adding ------------------------------------------------------------------------------------------
+
+    def add(self, step: int, value: float) -> None:
+        if step < 0:
+            return
+        if not math.isfinite(value):
+            self.nonfinite += 1
+            return
+        self._fit(step)
+        b = step // self.width
+        self._grow(b)
+        if self.cnt[b]:
+            self.sum[b] += value
+            self.cnt[b] += 1
+            if value < self.lo[b]:
+                self.lo[b] = value
+            if value > self.hi[b]:
+                self.hi[b] = value
+        else:
+            self.sum[b], self.cnt[b], self.lo[b], self.hi[b] = value, 1, value, value
+        self.count += 1
+        self.last_step, self.last = step, value
+        if step > self.max_step:
+            self.max_step = step
+
+    def extend(self, steps: Sequence[int], values: Sequence[float]) -> None:
+        """Add many points in file order. Sorted runs of steps are binned by slicing."""
+        n = len(steps)
+        if n < 64:
+            for s, v in zip(steps, values):
+                self.add(s, v)
+            return
+        start = 0
+        # A resume re-runs steps after its checkpoint, so a file holds sorted runs; bin each one.
+        for cut in _descents(steps):
+            self._extend_sorted(steps, values, start, cut)
+            start = cut
+        self._extend_sorted(steps, values, start, n)
+
+    def _extend_sorted(self, steps, values, a: int, b: int) -> None:
+        if b - a < 64:
+            for i in range(a, b):
+                self.add(steps[i], values[i])
+            return
+        if steps[a] < 0:
+            for i in range(a, b):
+                self.add(steps[i], values[i])
+            return
+        self._fit(steps[b - 1])
+        w = self.width
+        i = a
+        while i < b:
+            bin_ = steps[i] // w
+            j = bisect_left(steps, (bin_ + 1) * w, i, b)
+            chunk = values[i:j]
+            total = sum(chunk)
+            if math.isfinite(total):
+                self._merge(bin_, total, j - i, min(chunk), max(chunk))
+            else:  # a NaN or inf somewhere in this bin: sort it out point by point
+                for k in range(i, j):
+                    self.add(steps[k], values[k])
+            i = j
+        if math.isfinite(values[b - 1]):
+            self.last_step, self.last = steps[b - 1], values[b - 1]
+        self.max_step = max(self.max_step, steps[b - 1])
+
+    def _merge(self, b: int, total: float, n: int, lo: float, hi: float) -> None:
+        self._grow(b)
+        if self.cnt[b]:
+            self.sum[b] += total
+            self.cnt[b] += n
+            self.lo[b] = min(self.lo[b], lo)
+            self.hi[b] = max(self.hi[b], hi)
+        else:
+            self.sum[b], self.cnt[b], self.lo[b], self.hi[b] = total, n, lo, hi
+        self.count += n
+
+    def _fit(self, step: int) -> None:
+        while step // self.width >= MAX_BINS:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Double the bin width: bins 2k and 2k+1 become bin k."""
+        s, c, lo, hi = [], [], [], []
+        for k in range(0, len(self.cnt), 2):
+            pair = [j for j in (k, k + 1) if j < len(self.cnt) and self.cnt[j]]
+            s.append(sum(self.sum[j] for j in pair))
+            c.append(sum(self.cnt[j] for j in pair))
+            lo.append(min((self.lo[j] for j in pair), default=0.0))
+            hi.append(max((self.hi[j] for j in pair), default=0.0))
+        self.sum, self.cnt, self.lo, self.hi = s, c, lo, hi
+        self.width *= 2
+
+    def _grow(self, b: int) -> None:
+        if b >= len(self.cnt):
+            extra = b + 1 - len(self.cnt)
+            self.sum += [0.0] * extra
+            self.cnt += [0] * extra
+            self.lo += [0.0] * extra
+            self.hi += [0.0] * extra
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def columns(self, n: int, x_max: float) -> list[tuple[float, float, float] | None]:
+        """Downsample to n x-positions over steps [0, x_max]: (mean, min, max) per position, None if empty."""
+        out: list[list[float] | None] = [None] * n
+        if n <= 0 or x_max <= 0:
+            return []
+        scale = n / x_max
+        w = self.width
+        for b, c in enumerate(self.cnt):
+            if not c:
+                continue
+            # The bin's last step decides its column, so step N lands at the right edge.
+            x = min(n - 1, max(0, int(math.ceil(min((b + 1) * w - 1, self.max_step) * scale)) - 1))
+            cell = out[x]
+            if cell is None:
+                out[x] = [self.sum[b], c, self.lo[b], self.hi[b]]
+            else:
+                cell[0] += self.sum[b]
+                cell[1] += c
+                cell[2] = min(cell[2], self.lo[b])
+                cell[3] = max(cell[3], self.hi[b])
+        return [(c[0] / c[1], c[2], c[3]) if c else None for c in out]
+
+    def bounds(self) -> tuple[float, float] | None:
+        vals = [(lo, hi) for lo, hi, c in zip(self.lo, self.hi, self.cnt) if c]
+        if not vals:
+            return None
+        return min(v[0] for v in vals), max(v[1] for v in vals)
+
+
+def _descents(steps: Sequence[int]) -> list[int]:
+    """Indices i where steps[i] < steps[i-1] (the start of each new sorted run)."""
+    if all(map(le, steps, islice(steps, 1, None))):
+        return []
+    return [i for i in range(1, len(steps)) if steps[i] < steps[i - 1]]
