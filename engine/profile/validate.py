@@ -79,7 +79,7 @@ def validate(raw: dict, source: str | Path | None = None) -> Profile:
                 continue
             section = getattr(profile, key)
             for fkey, fvalue in value.items():
-                _set_field(section, key, fkey, fvalue, base_dir, problems)
+                set_field(section, key, fkey, fvalue, base_dir, problems)
         elif key in TOP_LEVEL:
             if isinstance(value, str):
                 setattr(profile, key, value)
@@ -99,14 +99,15 @@ def check_field(section: str, key: str, value: Any) -> str | None:
     """Validate one value as typed in a form; returns the problem text or None."""
     probe = SECTIONS[section]()
     problems: list[Problem] = []
-    _set_field(probe, section, key, value, None, problems)
+    set_field(probe, section, key, value, None, problems)
     return problems[0].render(None) if problems else None
 
 
 # -- fields ---------------------------------------------------------------------------------------------
 
-def _set_field(section_obj, section: str, key: str, value: Any, base_dir: Path | None,
-               problems: list[Problem]) -> None:
+def set_field(section_obj, section: str, key: str, value: Any, base_dir: Path | None,
+              problems: list[Problem]) -> None:
+    """Convert and set one field, or append the problem (the form opens imperfect files with it)."""
     by_name = {f.name: f for f in fields(section_obj)}
     where = f"{section}.{key}"
     if key not in by_name:

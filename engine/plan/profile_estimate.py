@@ -1,0 +1,73 @@
+"""A profile's settings, as arguments of the estimator (engine/estimate/vram.estimate).
+
+The one place that knows how profile fields map onto the memory formulas, so the CLI, the run builder,
+the suggestions and "what can I train here" cannot disagree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..estimate import vram
+from ..profile import Profile
+
+# What the engine runs in for each training.precision (auto is bf16 on any GPU recent enough to matter;
+# fp32 turns mixed precision off).
+_PRECISION = {"auto": "bf16", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The estimator's inputs; `replace(settings, micro_batch=2)` gives a what-if."""
+    method: str
+    micro_batch: int
+    grad_accum: int
+    seq_len: int
+    gradient_checkpointing: bool
+    optimizer: str
+    precision: str
+    lora_r: int
+    target_modules: str | tuple
+    lora_dropout: float
+    double_quant: bool
+    packing: bool
+    auto_batch: bool = False      # micro_batch = "auto" in the profile: estimated at 1, the engine probes
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch * self.grad_accum
+
+    def describe(self) -> str:
+        batch = (f"micro-batch auto (estimated at {self.micro_batch})" if self.auto_batch
+                 else f"micro-batch {self.micro_batch} × accumulation {self.grad_accum} = {self.effective_batch}")
+        lora = "" if self.method == "full" else (
+            f", r={self.lora_r} on {self.target_modules if isinstance(self.target_modules, str) else ','.join(self.target_modules)}")
+        return (f"{self.method}{lora} · {batch} · seq {self.seq_len} · checkpointing "
+                f"{'on' if self.gradient_checkpointing else 'off'} · {self.optimizer} · {self.precision}")
+
+
+def settings_of(profile: Profile) -> Settings:
+    t, m = profile.training, profile.method
+    auto = not isinstance(t.micro_batch, int)
+    targets = m.target_modules if isinstance(m.target_modules, str) else tuple(m.target_modules)
+    return Settings(method=m.type, micro_batch=1 if auto else t.micro_batch, grad_accum=t.grad_accum,
+                    seq_len=t.max_seq_len, gradient_checkpointing=t.gradient_checkpointing,
+                    optimizer=t.optimizer, precision=_PRECISION.get(t.precision, "bf16"), lora_r=m.lora_r,
+                    target_modules=targets, lora_dropout=m.lora_dropout, double_quant=m.double_quant,
+                    packing=t.packing, auto_batch=auto)
+
+
+def estimate_kwargs(s: Settings) -> dict:
+    """engine.estimate.estimate()'s keyword arguments (also what advice.suggest and largest_fitting take)."""
+    return dict(method=s.method, micro_batch=s.micro_batch, seq_len=s.seq_len, lora_r=s.lora_r,
+                target_modules=list(s.target_modules) if isinstance(s.target_modules, tuple) else s.target_modules,
+                gradient_checkpointing=s.gradient_checkpointing, optimizer=s.optimizer, precision=s.precision,
+                double_quant=s.double_quant, lora_dropout=s.lora_dropout if s.method != "full" else 0.0,
+                autocast=s.precision != "fp32", padding_free=s.packing)
+
+
+def run_estimate(config: dict, s: Settings) -> vram.Estimate:
+    """Raises ValueError (UnsupportedArchitecture included) with a message for the user."""
+    return vram.estimate(config, **estimate_kwargs(s))
+
+
+__all__ = ["Settings", "settings_of", "estimate_kwargs", "run_estimate"]
