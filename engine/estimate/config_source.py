@@ -104,6 +104,14 @@ def _from_hf_cache(repo_id: str, revision: str | None) -> ConfigSource | None:
     return None
 
 
+def cached_config(repo_id: str, revision: str | None = None) -> ConfigSource | None:
+    """A hub model's config.json from the local cache only (None when it is not cached)."""
+    try:
+        return _from_hf_cache(repo_id, revision)
+    except EstimateUnavailable:
+        return None
+
+
 def _find(model: str, revision: str | None, seen: set[str]) -> ConfigSource:
     path = Path(model).expanduser()
     if path.is_file() and path.name.endswith(".json"):

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from ..estimate.config_source import cached_config
 from .schema import Profile
 from .validate import Problem, ProfileError
 
@@ -24,9 +25,10 @@ def model_config(profile: Profile) -> tuple[dict | None, Problem | None]:
             return None, Problem("model.name_or_path", f"{ref} is not a model folder (no config.json in it)",
                                  "point it at the folder that holds config.json and the weights")
         return _read_json(cfg), None
-    cfg = cached_hub_file(ref, profile.model.revision, "config.json")
-    if cfg is not None:
-        return _read_json(cfg), None
+    revision = profile.model.revision if profile.model.revision != "main" else None
+    cached = cached_config(ref, revision)
+    if cached is not None:
+        return cached.config, None
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return None, Problem("model.name_or_path", f'"{ref}" is not in the Hugging Face cache and HF_HUB_OFFLINE '
                              "is set, so it cannot be downloaded",
@@ -53,32 +55,6 @@ def check(profile: Profile) -> None:
                                     "check the path (relative paths are relative to the profile file)"))
     if problems:
         raise ProfileError(problems, profile.source)
-
-
-def hub_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def cached_hub_file(repo_id: str, revision: str | None, filename: str) -> Path | None:
-    """A file of a hub model from the local cache (models--org--name/snapshots/<commit>/...), or None."""
-    repo = hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    snapshots = repo / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    commit = None
-    ref_file = repo / "refs" / (revision or "main")
-    if ref_file.is_file():
-        commit = ref_file.read_text().strip()
-    elif revision and (snapshots / revision).is_dir():
-        commit = revision
-    candidates = [snapshots / commit] if commit else sorted(snapshots.iterdir())
-    for snap in candidates:
-        if (snap / filename).exists():
-            return snap / filename
-    return None
 
 
 def _read_json(path: Path) -> dict | None:
