@@ -56,7 +56,8 @@ def _step(text: str, run_id: str) -> int:
 
 
 def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile):
-    profile = make_profile("e2e", {"training": {"max_steps": 400, "save_steps": 1000}})
+    # Long enough to still be training when `q` is pressed on a fast, quiet machine (the test stops it).
+    profile = make_profile("e2e", {"training": {"max_steps": 20000, "save_steps": 100000}})
     env = {"TUNETOP_HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "TERM": "xterm-256color", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     tmux = Tmux(env)
@@ -92,13 +93,16 @@ def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile
         wait_for(lambda: _step(tmux.screen("second"), run_id) > seen_before, 300, what="progress after reattach")
         text = tmux.screen("second")
         assert any(0x2800 < ord(c) <= 0x28FF for c in text), "the loss chart (history) is not drawn:\n" + text
-        assert "step 0 … 400" in text
+        assert "step 0 … 20000" in text
 
         # q quits at once, says the run goes on, and leaves it training.
         second = int(tmux("display-message", "-p", "-t", "second", "#{pane_pid}").strip())
         tmux("set-option", "-t", "second", "remain-on-exit", "on")
         tmux("send-keys", "-t", "second", "q")
-        wait_for(lambda: "1 run still training" in tmux.screen("second"), 30, what="the quit note")
+        try:
+            wait_for(lambda: "1 run still training" in tmux.screen("second"), 30, what="the quit note")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the terminal shows:\n{tmux.screen('second')}") from None
         wait_for(lambda: not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE,
                  10, what="the dashboard to exit after q")
         assert rundir.alive_pid(run_dir) is not None

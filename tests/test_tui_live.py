@@ -66,7 +66,7 @@ def test_launch_from_the_picker_then_stop_from_the_runs_table_leaves_a_resumable
     # A profile of the user's: the launch picker (L) lists it beside the bundled ones.
     user = paths.user_profiles()
     user.mkdir(parents=True)
-    (user / "stopme.toml").write_text(make_profile("stopme", {"training": {"max_steps": 400, "save_steps": 1000}})
+    (user / "stopme.toml").write_text(make_profile("stopme", {"training": {"max_steps": 5000, "save_steps": 100000}})
                                       .read_text())
     index = [p.stem for p in list_profiles()].index("stopme")
     root = tmp_path / "runs"
@@ -92,7 +92,7 @@ def test_launch_from_the_picker_then_stop_from_the_runs_table_leaves_a_resumable
         ckpt = rundir.last_checkpoint(run_dir)
         assert end["status"] == "stopped" and ckpt is not None
         assert ckpt.name == f"checkpoint-{end['step']}"          # the very step it stopped at
-        assert end["step"] < 400
+        assert end["step"] < 5000
     try:
         drive(app, (80, 24), scenario)
     finally:
