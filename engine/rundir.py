@@ -226,7 +226,7 @@ def read_state(run_dir: Path) -> RunState:
         state.apply(e)
     refresh_alive(state)
     if not state.profile:
-        state.profile = _profile_name(run_dir)
+        state.profile = profile_name(run_dir)
     return state
 
 
@@ -236,7 +236,8 @@ def refresh_alive(state: RunState) -> None:
     state.alive_since = (read_pid(state.path) or {}).get("create_time") if pid else None
 
 
-def _profile_name(run_dir: Path) -> str:
+def profile_name(run_dir: Path) -> str:
+    """The run's profile name from run.toml, or "?" when that file is missing or broken."""
     try:
         return load_profile(run_dir).name
     except ProfileError:

@@ -27,8 +27,12 @@ def test_panels_render_with_two_gpus(root, size):
     app = TunetopApp(gpu_source=two_gpus(), runs_root=root)
 
     async def scenario(pilot):
-        text = await wait_text(pilot, "NVIDIA H100 80GB HBM3", "NVIDIA A100", "62.0/80.0 GiB", "3.0/40.0 GiB",
-                               "97%", "71°C", "312/700 W", "completed", "20250101-000000-demo", "40/40")
+        # Panels redraw on their own clocks (figures 1 s, chart 3 s): wait for each before reading the screen.
+        await wait_text(pilot, "NVIDIA H100 80GB HBM3", "NVIDIA A100", "62.0/80.0 GiB", "3.0/40.0 GiB",
+                        "97%", "71°C", "312/700 W", "completed", "20250101-000000-demo", "40/40",
+                        "batch 8×2 = 16", "5.6")
+        await wait_for(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
+        text = screen_text(app)
         assert "n/a" in text                          # the A100's utilisation and power are unknown
         assert "CPU" in text and "RAM" in text and "swap" in text and "disk" in text
         assert "5.6" in text                          # last loss 6.0 - 0.40

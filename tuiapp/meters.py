@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from .fmt import size
 
 NA = "n/a"
 
@@ -41,6 +40,3 @@ def mem_pair(used: float | None, total: float | None) -> str:
         return NA
     return f"{gib(used)}/{gib(total)} GiB"
 
-
-def human(n: float | None) -> str:
-    return size(n)

@@ -185,7 +185,7 @@ class RunTracker:
         if not self.has_toml:
             data.state.profile = data.state.profile or "?"
         elif not data.state.profile:
-            data.state.profile = _profile_name(self.path)
+            data.state.profile = rundir.profile_name(self.path)
         rundir.refresh_alive(data.state)
         self.log.poll()
         data.loaded = True
@@ -208,7 +208,7 @@ class RunTracker:
             e = parse_line(line)
             if e is not None:
                 data.apply(e, chart=False)
-        data.state.profile = data.state.profile or (_profile_name(self.path) if self.has_toml else "?")
+        data.state.profile = data.state.profile or (rundir.profile_name(self.path) if self.has_toml else "?")
         rundir.refresh_alive(data.state)
         data.preview = True
         return data
@@ -276,13 +276,6 @@ class RunTracker:
     def engine_pid(self) -> int | None:
         info = rundir.read_pid(self.path) if self.data.state.alive else None
         return info["pid"] if info else None
-
-
-def _profile_name(run_dir: Path) -> str:
-    try:
-        return rundir.load_profile(run_dir).name
-    except Exception:     # a broken run.toml must not take the dashboard down
-        return "?"
 
 
 def _backoff_text(e: dict) -> str:
