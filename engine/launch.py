@@ -52,10 +52,9 @@ def stop(run_dir: Path, sig: int = signal.SIGTERM) -> int:
     pid = rundir.alive_pid(run_dir)
     if pid is None:
         state = rundir.read_state(run_dir)
-        raise RunError(f"run {run_dir.name} is not running (it is {state.status})\n"
-                       f"  hint: `tunetop resume {run_dir.name}` continues it from its last checkpoint"
-                       if state.status in ("stopped", "interrupted", "failed") else
-                       f"run {run_dir.name} is not running (it is {state.status})")
+        hint = (f"`tunetop resume {run_dir.name}` continues it from its last checkpoint"
+                if state.status in ("stopped", "interrupted", "failed") else "")
+        raise RunError(f"run {run_dir.name} is not running (it is {state.status})", hint=hint)
     os.kill(pid, sig)
     return pid
 
@@ -64,9 +63,9 @@ def resume(run_dir: Path) -> Path:
     """Start the engine again on an existing run directory; it continues from the last checkpoint."""
     state = rundir.read_state(run_dir)
     if state.active:
-        raise RunError(f"run {run_dir.name} is already running\n  hint: `tunetop watch {run_dir.name}` follows it")
+        raise RunError(f"run {run_dir.name} is already running", hint=f"`tunetop watch {run_dir.name}` follows it")
     if state.status == "completed":
-        raise RunError(f"run {run_dir.name} already completed ({state.step} steps)\n"
-                       "  hint: start a new run with `tunetop run PROFILE`, or raise max_steps in a new profile")
+        raise RunError(f"run {run_dir.name} already completed ({state.step} steps)",
+                       hint="start a new run with `tunetop run PROFILE`, or raise max_steps in a new profile")
     _spawn(run_dir, resume=True)
     return run_dir

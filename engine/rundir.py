@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from . import events as ev
+from .errors import TunetopError
 from . import paths
 from .profile import Problem, Profile, ProfileError, dumps, write_atomic
 
@@ -34,8 +35,8 @@ ACTIVE = ("starting", "running")
 RATE_WINDOW = 30  # step events used for the current speed
 
 
-class RunError(Exception):
-    """A user-facing problem with a run (unknown id, not running, ...). str() says what to do."""
+class RunError(TunetopError):
+    """A user-facing problem with a run (unknown id, not running, ...): a message and a hint."""
 
 
 def new_run_id(profile_name: str, root: Path) -> str:
@@ -62,8 +63,8 @@ def create(profile: Profile, root: Path | None = None) -> Path:
         header = f"# tunetop run {run_dir.name}: the profile as it was resolved at launch ({profile.source}).\n"
         write_atomic(run_dir / RUN_TOML, header + dumps(profile))
     except OSError as exc:
-        raise RunError(f"cannot create a run directory under {root}: {exc.strerror or exc}\n"
-                       "  hint: set TUNETOP_HOME or output.runs_root in the profile to a folder you can write") from None
+        raise RunError(f"cannot create a run directory under {root}: {exc.strerror or exc}",
+                       hint="set TUNETOP_HOME or output.runs_root in the profile to a folder you can write") from None
     return run_dir
 
 
@@ -264,7 +265,7 @@ def resolve(ref: str, root: Path | None = None) -> Path:
         return as_path.resolve()
     runs = list_runs(root)
     if not runs:
-        raise RunError(f"there are no runs under {root}\n  hint: start one with `tunetop run PROFILE`")
+        raise RunError(f"there are no runs under {root}", hint="start one with `tunetop run PROFILE`")
     if ref == "last":
         return runs[0]
     exact = [r for r in runs if r.name == ref]
@@ -274,11 +275,11 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise RunError(f'no run matches "{ref}" under {root}\n  hint: `tunetop ls` lists the runs; '
-                       "use `last` for the newest")
+        raise RunError(f'no run matches "{ref}" under {root}',
+                       hint="`tunetop ls` lists the runs; use `last` for the newest")
     names = ", ".join(r.name for r in matches[:5])
-    raise RunError(f'"{ref}" matches {len(matches)} runs ({names}{", ..." if len(matches) > 5 else ""})\n'
-                   "  hint: type more of the id")
+    raise RunError(f'"{ref}" matches {len(matches)} runs ({names}{", ..." if len(matches) > 5 else ""})',
+                   hint="type more of the id")
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -292,7 +293,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def delete(run_dir: Path) -> None:
     if alive_pid(run_dir) is not None:
-        raise RunError(f"run {run_dir.name} is still running\n  hint: stop it first (`tunetop stop {run_dir.name}`)")
+        raise RunError(f"run {run_dir.name} is still running", hint=f"stop it first (`tunetop stop {run_dir.name}`)")
     shutil.rmtree(run_dir)
 
 
