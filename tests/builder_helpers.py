@@ -75,3 +75,11 @@ async def type_into(pilot, section: str, key: str, value) -> None:
 
 def field_id(section: str, key: str) -> str:
     return editor_id(section, key)
+
+
+def burst(app, *keys: str) -> None:
+    """Queue key presses all at once, as a terminal delivers keys that arrive together (over SSH, a slow frame):
+    unlike pilot.press, nothing waits for one key to be handled before the next is queued."""
+    from textual import events
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))

@@ -14,6 +14,8 @@ from engine.plan import GpuCard
 from engine.plan.capacity import capacity, default_settings
 from engine.plan.report import billions, gib
 
+from ..components.ordered_input import OrderedInput
+
 from .session import user_path, valid_name
 
 _BOX = """
@@ -40,7 +42,7 @@ class NameScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, classes="dialog-text", markup=False)
-            yield Input(self.suggestion, id="name", placeholder="profile name")
+            yield OrderedInput(self.suggestion, id="name", placeholder="profile name")
             yield Static("", id="where", classes="dialog-text", markup=False)
             yield Static("", classes="dialog-error", id="name-error", markup=False)
 

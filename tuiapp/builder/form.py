@@ -22,6 +22,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 from engine.profile import Profile, check_field
 from engine.profile.schema import SECTIONS, section_fields
 
+from ..components.ordered_input import OrderedInput
 from .fieldtext import from_text, to_text
 
 # The top-level `description` is not a dataclass field with metadata; this is its form entry.
@@ -48,6 +49,12 @@ class ChoiceField(Select, inherit_bindings=False):
     BINDINGS = [Binding("enter,space", "show_overlay", "Open list", show=False)]
 
 
+class FieldInput(OrderedInput):
+    """A text field: keys apply in typing order (see OrderedInput); enter moves to the next field, at once,
+    so the keys typed after it land there."""
+    BINDINGS = [Binding("enter", "app.focus_next", "Next field", show=False)]
+
+
 class BoolField(Checkbox):
     """A checkbox that says true / false next to its box, as the TOML will."""
 
@@ -69,7 +76,7 @@ class FieldRow(Vertical):
             self.editor = ChoiceField([(c, c) for c in self.meta["choices"]], allow_blank=False, id=eid,
                                       compact=True, classes="field-editor")
         else:
-            self.editor = Input(id=eid, compact=True, classes="field-editor", select_on_focus=False)
+            self.editor = FieldInput(id=eid, compact=True, classes="field-editor", select_on_focus=False)
         self.message = Static("", classes="field-error", markup=False)
         with Horizontal(classes="field-line"):
             yield Label(self.key, classes="field-key")
@@ -227,10 +234,6 @@ class ProfileForm(VerticalScroll, can_focus=False):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
         self._edited(event.checkbox)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.screen.focus_next()
 
     def action_move(self, step: int) -> None:
         if step > 0:
