@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,10 +48,18 @@ def make(type_: str, **fields: Any) -> dict:
 
 
 class EventWriter:
-    """Appends events to a file. One line per write() call, flushed at once so readers see it live."""
+    """Appends events to a file. One line per write() call, flushed at once so readers see it live.
+
+    Thread-safe (the stall watchdog and the notifier write from their own threads). `subscribe(fn)` calls
+    fn(event) after each line is written (outside the lock; fn must be quick and is never allowed to break
+    a write); `on_close` callbacks run in close() while the file is still open (the notifier flushes).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock = threading.Lock()
+        self._listeners: list = []
+        self._closers: list = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND: each whole-line write lands at the end even if someone else appends (a relaunch).
         self._f = open(self.path, "a", encoding="utf-8")
@@ -60,11 +69,29 @@ class EventWriter:
 
     def write(self, type_: str, **fields: Any) -> dict:
         event = make(type_, **fields)
-        self._f.write(json.dumps(event, separators=(",", ":"), default=_jsonable) + "\n")
-        self._f.flush()
+        line = json.dumps(event, separators=(",", ":"), default=_jsonable) + "\n"
+        with self._lock:
+            self._f.write(line)
+            self._f.flush()
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a listener must never break the event stream
+                pass
         return event
 
+    def subscribe(self, listener, on_close=None) -> None:
+        self._listeners.append(listener)
+        if on_close is not None:
+            self._closers.append(on_close)
+
     def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for fn in closers:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                pass
         try:
             self._f.flush()
             os.fsync(self._f.fileno())

@@ -108,6 +108,8 @@ class TrainingSection:
     eval_steps: int = spec(0, "Evaluate every N steps (0 = only at the end when there is eval data)", min=0)
     save_steps: int = spec(100, "Save a resumable checkpoint every N steps", min=1)
     save_total_limit: int = spec(3, "Checkpoints to keep (oldest are deleted)", min=1)
+    on_nan: str = spec("stop", "A NaN or infinite loss: stop (checkpoint of the last good step, run failed) or "
+                               "warn (notify and train on)", choices=("stop", "warn"))
 
 
 @dataclass
@@ -116,12 +118,26 @@ class OutputSection:
     merge: bool = spec(False, "Also save the base model with the adapter merged in (safetensors)")
 
 
+@dataclass
+class NotifySection:
+    # Overrides the user's config.toml [notify] for runs of this profile. The URLs are secrets and live in
+    # config.toml only (run.toml is a copy of the profile); engine/userconfig.py says more.
+    enabled: bool = spec(True, "Send notifications for runs of this profile (config.toml says where)")
+    on: str | list = spec("", "Events to notify on (empty = config.toml's): completed, failed, stopped, backoff, "
+                              "nan, stalled, eval_rising", kind="str_or_list")
+    command: str | list = spec("", "Command hook for this profile (empty = config.toml's): program and arguments",
+                               kind="str_or_list")
+    eval_rising: int = spec(0, "Notify after the eval loss rose this many evaluations in a row (0 = config.toml's)",
+                            min=0)
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "data": DataSection,
     "method": MethodSection,
     "training": TrainingSection,
     "output": OutputSection,
+    "notify": NotifySection,
 }
 # Top-level keys that are not sections. `name` overrides the file name (run.toml keeps the profile's name).
 TOP_LEVEL = {"name": "", "description": ""}
@@ -136,6 +152,7 @@ class Profile:
     method: MethodSection = field(default_factory=MethodSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     output: OutputSection = field(default_factory=OutputSection)
+    notify: NotifySection = field(default_factory=NotifySection)
     # The file it came from (None for a profile built in memory); not written back.
     source: str | None = None
 

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -> dict:
     profile = rundir.load_profile(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:   # notifications and the stall watchdog (engine/notify)
+        from .. import notify
+        notify.attach(writer, run_dir, profile)
     preflight.check(profile)   # model exists, data exists, max_seq_len within the model's context
     log = lambda message, level="info": writer.write("log", level=level, message=message)  # noqa: E731
 
@@ -149,6 +152,8 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
     trainer = TunetopTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, callbacks=[events, GracefulStop(stop)],
                              profile=profile, run_dir=run_dir, writer=writer)
+    from .nan_guard import install as install_nan_guard
+    install_nan_guard(trainer, writer, t.on_nan)   # NaN/inf loss: stop before the optimizer step (or warn)
 
     checkpoint = rundir.last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:

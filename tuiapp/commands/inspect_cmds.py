@@ -5,11 +5,12 @@ from pathlib import Path
 
 from engine import paths, rundir
 
-from .. import fmt
+from .. import fmt, history
 
 
 def register(sub) -> None:
-    s = sub.add_parser("ls", help="list runs")
+    s = sub.add_parser("ls", help="list runs (filters: --status, --profile, --since; --sort)")
+    history.add_ls_arguments(s)
     s.set_defaults(handler=cmd_ls)
     s = sub.add_parser("logs", help="print a run's engine log")
     s.add_argument("run", nargs="?", default="last", help="run id, unique prefix, path, or last (default)")
@@ -22,11 +23,15 @@ def cmd_ls(args) -> int:
     if not runs:
         print(f"no runs yet under {paths.runs_root()}; start one with `tunetop run demo`")
         return 0
-    runs.sort(key=lambda s: (not s.active, [-ord(c) for c in s.run_id]))
-    rows = [("ID", "PROFILE", "MODEL", "METHOD", "STATUS", "STEP", "LOSS", "ELAPSED")]
+    runs, disk = history.select(runs, args)   # --status/--profile/--since/--sort, disk use
+    if not runs:
+        print(f"no run matches; `tunetop ls` without filters lists every run under {paths.runs_root()}")
+        return 0
+    rows = [("ID", "PROFILE", "MODEL", "METHOD", "STATUS", "STEP", "LOSS", "ELAPSED", "DISK")]
     for s in runs:
         rows.append((s.run_id, s.profile, _short_model(s.model), s.method or "-", s.status,
-                     f"{s.step}/{s.total_steps or '?'}", fmt.number(s.loss), fmt.duration(s.elapsed)))
+                     f"{s.step}/{s.total_steps or '?'}", fmt.number(s.loss), fmt.duration(s.elapsed),
+                     fmt.size(disk[s.run_id])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

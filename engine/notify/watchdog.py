@@ -1,0 +1,85 @@
+"""The stall watchdog: a daemon thread in the engine that notices when steps stop coming.
+
+A stall is recorded in the run directory as a `log` warning with code "stalled", which the notifier and
+the dashboard both turn into a message. The threshold is the readers' own (see the team contract and
+RunState): no step, eval or checkpoint event for longer than max(TUNETOP_STALL_MIN_S, default 120 s,
+10 x the median step time). It fires once per stall and re-arms when steps come back.
+
+What it cannot see, said plainly: a process that is gone (kill -9, the OOM killer, a power cut) sends
+nothing; the dashboard and `tunetop ls` show such a run as "interrupted". An engine whose main thread
+is stuck in native code that keeps the GIL (rare: NCCL and CUDA waits release it) stops this thread too.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections import deque
+
+ACTIVITY = ("start", "step", "eval", "checkpoint")
+
+
+def stall_min_s() -> float:
+    try:
+        return float(os.environ.get("TUNETOP_STALL_MIN_S", "120"))
+    except ValueError:
+        return 120.0
+
+
+class StallWatchdog:
+    def __init__(self, writer, check_every_s: float = 1.0):
+        self.writer = writer
+        self.check_every_s = check_every_s
+        self.min_s = stall_min_s()
+        self._last = time.monotonic()
+        self._last_step_t: float | None = None
+        self._step: int | None = None
+        self._times: deque = deque(maxlen=50)
+        self._fired = False
+        self._ended = False
+        self._armed = False     # from the `start` event on: loading a large model may take minutes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tunetop-stall-watchdog", daemon=True)
+        self._thread.start()
+
+    def on_event(self, e: dict) -> None:
+        kind = e.get("type")
+        if kind == "end":
+            self._ended = True
+            return
+        if kind not in ACTIVITY:
+            return
+        now = time.monotonic()
+        if kind == "start":
+            self._armed, self._last_step_t = True, None
+        if kind == "step":
+            if self._last_step_t is not None:
+                self._times.append(now - self._last_step_t)
+            self._last_step_t = now
+            self._step = e.get("step") if isinstance(e.get("step"), int) else self._step
+            self._fired = False
+        self._last = now
+
+    def threshold(self) -> float:
+        median = statistics.median(self._times) if self._times else 0.0
+        return max(self.min_s, 10 * median)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_every_s):
+            quiet = time.monotonic() - self._last
+            limit = self.threshold()
+            if not self._armed or self._ended or self._fired or quiet <= limit:
+                continue
+            self._fired = True
+            where = f"after step {self._step}" if self._step is not None else "before the first step"
+            try:
+                self.writer.write("log", level="warning", code="stalled", step=self._step,
+                                  message=f"no training progress for {quiet:.0f} s {where} (threshold "
+                                          f"{limit:.0f} s); the engine is alive but stuck: check engine.log, "
+                                          "the data loader, or a GPU peer that stopped answering")
+            except (OSError, ValueError):
+                return
