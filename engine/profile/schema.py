@@ -16,7 +16,8 @@ def spec(default: Any, hint: str, *, kind: str | None = None, choices: tuple = (
     """A dataclass field carrying what the validator and the form need to know about it.
 
     kind: "str", "int", "float", "bool", "choice", "str_or_list" (one string or a list of strings),
-    "int_or_auto" (a positive integer or the string "auto"). Inferred from the default when omitted.
+    "int_or_auto" (a positive integer or the string "auto"), "table" (a mapping of names to strings, such as
+    data.columns). Inferred from the default when omitted.
     path: relative values are resolved against the profile file's folder.
     methods: the method types the field applies to (empty = all). Setting it for another method is an
     error, and files written by tunetop leave it out.
@@ -26,8 +27,8 @@ def spec(default: Any, hint: str, *, kind: str | None = None, choices: tuple = (
                 "int" if isinstance(default, int) else "float" if isinstance(default, float) else "str")
     meta = {"hint": hint, "kind": kind, "choices": choices, "min": min, "max": max, "path": path,
             "methods": methods}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -59,6 +60,13 @@ class DataSection:
                                 min=0.0, max=0.5)
     max_samples: int = spec(0, "Use at most this many training rows (0 = all)", min=0)
     seed: int = spec(42, "Seed for shuffling and the eval hold-out", min=0)
+    columns: dict = spec({}, "Your column names for a format's, e.g. { prompt = \"question\", completion = "
+                             "\"answer\" } (README: Data formats)", kind="table")
+    max_bad_fraction: float = spec(0.10, "Stop before training when more than this share of rows is unusable "
+                                         "(bad rows, rows the chat template rejects)", min=0.0, max=1.0)
+    reasoning: str = spec("keep", "Reasoning in replies (<think> blocks, reasoning_content): keep = trained with "
+                                  "the reply; drop = removed, only the final answer is trained",
+                          choices=("keep", "drop"))
 
 
 @dataclass
@@ -131,12 +139,32 @@ class NotifySection:
                             min=0)
 
 
+STRATEGIES = ("auto", "ddp", "fsdp", "model_parallel")
+
+
+@dataclass
+class DistributedSection:
+    # Several GPUs or machines through torchrun; engine/distributed/ resolves and checks the layout.
+    gpus: str = spec("", "GPUs to train on: \"0,1\", \"all\", or empty for one device (CUDA_VISIBLE_DEVICES "
+                         "comes from this)")
+    strategy: str = spec("auto", "auto: ddp when the model fits one GPU, else fsdp (or model_parallel for qlora); "
+                                 "ddp: a full copy per GPU; fsdp: weights, grads and optimizer sharded; "
+                                 "model_parallel: one process, layers split across the GPUs", choices=STRATEGIES)
+    processes: int | str = spec("auto", "Processes per machine (auto = one per GPU in gpus, or 1); on a machine "
+                                        "without GPUs, N CPU processes (gloo)", kind="int_or_auto", min=1, max=1024)
+    nnodes: int = spec(1, "Machines taking part; each runs the same `tunetop run` with its own node_rank",
+                       min=1, max=4096)
+    node_rank: int = spec(0, "This machine's place among nnodes (0 holds the run directory)", min=0)
+    rdzv_endpoint: str = spec("", "HOST:PORT of machine 0, which every machine can reach (needed when nnodes > 1)")
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "data": DataSection,
     "method": MethodSection,
     "training": TrainingSection,
     "output": OutputSection,
+    "distributed": DistributedSection,
     "notify": NotifySection,
 }
 # Top-level keys that are not sections. `name` overrides the file name (run.toml keeps the profile's name).
@@ -152,14 +180,31 @@ class Profile:
     method: MethodSection = field(default_factory=MethodSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     output: OutputSection = field(default_factory=OutputSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
     notify: NotifySection = field(default_factory=NotifySection)
     # The file it came from (None for a profile built in memory); not written back.
     source: str | None = None
 
     @property
+    def world_size(self) -> int | None:
+        """Training processes over every machine, as far as the profile alone says (None for gpus = "all"
+        with processes = "auto": known once the GPUs are counted, engine/distributed/layout.py)."""
+        d = self.distributed
+        if isinstance(d.processes, int):
+            per_node = d.processes
+        elif d.strategy == "model_parallel" or not d.gpus.strip():
+            per_node = 1
+        elif d.gpus.strip() == "all":
+            return None
+        else:
+            per_node = len([g for g in d.gpus.split(",") if g.strip()])
+        return per_node * d.nnodes
+
+    @property
     def effective_batch(self) -> int | None:
-        mb = self.training.micro_batch
-        return mb * self.training.grad_accum if isinstance(mb, int) else None
+        """Rows per optimizer step over all processes: micro_batch x grad_accum x world size."""
+        mb, world = self.training.micro_batch, self.world_size
+        return mb * self.training.grad_accum * world if isinstance(mb, int) and world else None
 
     def to_dict(self) -> dict:
         """The TOML-ready mapping (sections only, plus description)."""

@@ -161,7 +161,26 @@ def _convert(value: Any, meta) -> tuple[str | None, Any]:
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return None, list(value)
         return "expected a string or a non-empty list of strings", None
+    if kind == "table":
+        return _table(value)
     return (None, value) if isinstance(value, str) else ("expected a string", None)
+
+
+def _table(value: Any) -> tuple[str | None, Any]:
+    """A mapping of names to strings (data.columns). The form passes text: a TOML inline table or JSON."""
+    if isinstance(value, str):
+        import ast
+        import json
+        raw = value.strip() or "{}"
+        for parse in (lambda t: tomllib.loads(f"v = {t}")["v"], json.loads, ast.literal_eval):
+            try:
+                value = parse(raw)
+                break
+            except Exception:  # each spelling fails in its own way; the next one is tried
+                continue
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None, dict(value)
+    return 'expected a table of names, e.g. { prompt = "question", completion = "answer" }', None
 
 
 def _resolve_paths(value, base_dir: Path):
@@ -207,6 +226,9 @@ def _consistency(p: Profile, raw: dict) -> list[Problem]:
     if p.training.epochs == 0 and p.training.max_steps == 0:
         out.append(Problem("training.max_steps", "neither epochs nor max_steps asks for any training",
                            "set epochs > 0 or max_steps > 0"))
+    # [distributed]: combinations of GPUs, processes, machines and strategy (engine/distributed/layout.py).
+    from ..distributed.layout import problems as layout_problems
+    out.extend(layout_problems(p))
     return out
 
 

@@ -1,8 +1,12 @@
-"""The training engine's entry point: `python -m engine.train RUN_DIR [--resume]`.
+"""The training engine's entry point:
+`python -m engine.train RUN_DIR [--resume] [--reset-optimizer] [--accept-changed-data]`.
 
-Read it top to bottom: frozen profile -> data (checked before any model is loaded) -> tokenizer ->
-tokens -> model -> trainer -> train (or resume) -> save -> `end` event. Every outcome ends with exactly
-one `end` event: completed, stopped (SIGTERM/SIGINT, resumable) or failed (with the error and a hint).
+Read it top to bottom: the run's lock (or exit at once, writing nothing) -> frozen profile -> fingerprint
+of the data -> data (checked before any model is loaded) -> tokenizer -> tokens -> model -> trainer ->
+train (or resume from the newest good checkpoint) -> save the output atomically -> `end` event. Every
+outcome ends with exactly one `end` event: completed, stopped (SIGTERM/SIGINT, resumable) or failed (with
+the error and a hint); two exceptions write nothing at all: another engine holds the run (exit 4), and
+the run directory was deleted or moved while training (exit 1). engine/train/guard.py says why.
 """
 from __future__ import annotations
 
@@ -15,10 +19,14 @@ from pathlib import Path
 
 from .. import rundir
 from ..data import DataError, load_data
+from ..errors import TunetopError, render_text
 from ..events import EventWriter
 from ..profile import ProfileError, preflight
+from .. import checkpoints as ck
+from .. import runlock
+from . import distributed_setup, fingerprint
 from .backoff import OOMExhausted, RelaunchRequest, loader_batch
-from .errors import SetupError
+from .guard import EXIT_LOCKED, RunDirGone, RunGuard
 from .stop import StopRequest
 
 
@@ -26,46 +34,87 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.train")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--reset-optimizer", action="store_true",
+                        help="resume even though the checkpoint has no optimizer state (a fresh one)")
+    parser.add_argument("--accept-changed-data", action="store_true",
+                        help="resume even though the dataset files or run.toml changed since the run started")
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
 
+    # One engine per run directory: without the lock nothing is written, not even an event.
+    guard = RunGuard(run_dir, rank0=int(os.environ.get("RANK", "0")) == 0)
+    try:
+        guard.take_lock()
+    except runlock.LockBusy:
+        print(f"error: another engine is running on {run_dir} (it holds {run_dir / runlock.LOCK}); "
+              "this one exits without touching the run", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:
+        print(f"error: cannot lock the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
     stop = StopRequest()
     stop.install()
-    writer = EventWriter(run_dir / rundir.EVENTS)
+    ranks = distributed_setup.setup(run_dir)   # several processes: who writes what (distributed_setup.py)
+    writer = distributed_setup.event_writer(run_dir)
     t0 = time.time()
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    if rank0:
+    if rank0 and not ranks.torchrun:   # under torchrun the launcher recorded the agent's pid
         rundir.write_pid(run_dir, os.getpid())
+    guard.start_heartbeat()
+    guard.reserve()
     try:
-        result = train(run_dir, args.resume, writer, stop)
-        if rank0:
+        result = train(run_dir, args, writer, stop, guard)
+        guard.check()
+        if ranks.writes_events:
+            guard.release_reserve()
             writer.write("end", runtime_s=round(time.time() - t0, 2), **result)
         return 0
-    except (ProfileError, DataError, SetupError) as exc:
-        message, hint = _split_hint(str(exc), getattr(exc, "hint", ""))
-        _fail(writer, message, hint, t0)
-        return 2
+    except RunDirGone as exc:   # deleted or moved: write nothing, by path or otherwise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OOMExhausted as exc:  # every OOM backoff was tried; the last completed step is checkpointed
-        _fail(writer, str(exc), exc.hint, t0)
+        _fail(writer, exc.message, exc.hint, t0, guard)
         return exc.exit_status
+    except (TunetopError, ProfileError, DataError) as exc:   # profile, data, setup: what to change is in the hint
+        _fail(writer, getattr(exc, "message", None) or str(exc), getattr(exc, "hint", ""), t0, guard)
+        return getattr(exc, "exit_code", 2)
     except RelaunchRequest as exc:  # an OOM outside the step: re-exec with --resume at the next size
+        guard.keep_lock_across_exec(os.environ)   # the same pid keeps the run's lock through the exec
         return exc.execute(writer if rank0 else None)
     except Exception as exc:  # the run must always end with an event, whatever broke
         traceback.print_exc()
-        message, hint = _explain(exc)
-        _fail(writer, message, hint, t0)
+        if distributed_setup.peer_lost(exc):   # another rank died: interrupted and resumable, not failed
+            print(f"rank {ranks.rank}: lost the other ranks ({exc}); leaving without an end event", file=sys.stderr)
+            return 1
+        if guard.gone():
+            print(f"error: the run directory {run_dir} is gone; nothing more is written", file=sys.stderr)
+            return 1
+        message, hint = _explain(exc, run_dir)
+        _fail(writer, message, hint, t0, guard)
         return 1
     finally:
-        writer.close()
+        guard.stop_heartbeat()
+        try:
+            writer.close()
+        except OSError:   # a full disk refused the last buffered bytes; the end event went through a fresh handle
+            pass
 
 
-def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -> dict:
+def train(run_dir: Path, args, writer: EventWriter, stop: StopRequest, guard: RunGuard) -> dict:
+    resume = args.resume
     profile = rundir.load_profile(run_dir)
     if int(os.environ.get("RANK", "0")) == 0:   # notifications and the stall watchdog (engine/notify)
         from .. import notify
         notify.attach(writer, run_dir, profile)
     preflight.check(profile)   # model exists, data exists, max_seq_len within the model's context
     log = lambda message, level="info": writer.write("log", level=level, message=message)  # noqa: E731
+    if guard.rank0:   # what the run trains on; a resume with other data is refused (fingerprint.py)
+        fingerprint.check(run_dir, profile, resume, args.accept_changed_data, log)
+    # The checkpoint to resume from, chosen before any model is loaded: a missing optimizer state fails now.
+    selection = ck.select(run_dir, reset_optimizer=args.reset_optimizer) if resume else ck.Selection(None)
+    for note in selection.notes:
+        log(note, "warning")
 
     # 1. Data first: a dataset with no usable rows fails in a second, before any model is loaded.
     report = load_data(profile.data)
@@ -73,11 +122,12 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
 
     # 2. Heavy imports only now, so a bad profile or dataset is reported without waiting for torch.
     import torch
-    from trl import SFTConfig
 
-    from .callbacks import EventCallback, GracefulStop
+    from .callbacks import EventCallback, GracefulStop, RunDirWatch
+    from .checkpointing import save_output
     from .model import load_model, load_tokenizer, pick_placement, trainable_summary
-    from .tokenize import ensure_chat_template, tokenize_rows
+    from .sft_config import build_sft_config
+    from .tokenize import ensure_chat_template, tokenize_data
     from .trainer import TunetopTrainer
 
     placement = pick_placement(profile.training.precision)
@@ -88,14 +138,7 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
 
     # 3. Tokens: chat template applied, assistant replies marked as the part the loss learns from.
     t = profile.training
-    train_tok = tokenize_rows(tokenizer, report.train, t.max_seq_len, t.completion_only_loss)
-    eval_tok = tokenize_rows(tokenizer, report.eval, t.max_seq_len, t.completion_only_loss) if report.eval else None
-    if train_tok.truncated or train_tok.dropped:
-        log(f"{train_tok.truncated} rows longer than max_seq_len={t.max_seq_len} were truncated; "
-            f"{train_tok.dropped} rows had nothing left to learn from and were dropped", "warning")
-    if not train_tok.rows:
-        raise DataError(f"{report.sources[0]}: no row has a trainable token after tokenizing\n"
-                        "  hint: raise training.max_seq_len or check the dataset's answers are not empty")
+    train_tok, eval_tok = tokenize_data(tokenizer, report, profile, log)   # logs counts; refuses unusable data
 
     if stop.requested:
         return {"status": "stopped", "step": 0, "error": None, "hint": "stopped before training began"}
@@ -112,60 +155,47 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
     from datasets import Dataset
     train_ds = Dataset.from_list(train_tok.rows)
     eval_ds = Dataset.from_list(eval_tok.rows) if eval_tok and eval_tok.rows else None
-    config = SFTConfig(
-        output_dir=str(run_dir / rundir.CHECKPOINTS),
-        per_device_train_batch_size=micro_batch,
-        per_device_eval_batch_size=micro_batch,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm or None,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1,
-        logging_steps=t.logging_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if (t.eval_steps and eval_ds is not None) else "no",
-        eval_steps=t.eval_steps or None,
-        bf16=placement.precision == "bf16",
-        fp16=placement.precision == "fp16",
-        use_cpu=placement.device == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        optim=_optimizer(t.optimizer, placement, log),
-        seed=t.seed,
-        data_seed=t.seed,
-        max_length=t.max_seq_len,
-        packing=t.packing and report.format != "text",  # raw text is already cut into full blocks
-        completion_only_loss=t.completion_only_loss,
-        include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        disable_tqdm=True,
-        save_only_model=False,
-        dataloader_num_workers=0,
-    )
+    config = build_sft_config(profile, run_dir / rundir.CHECKPOINTS, placement, micro_batch=micro_batch,
+                              grad_accum=grad_accum, data_format=report.format, has_eval=eval_ds is not None,
+                              log=log, **distributed_setup.sft_overrides(model, placement))
     effective = micro_batch * grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     events = EventCallback(writer, effective)
     trainer = TunetopTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, callbacks=[events, GracefulStop(stop)],
+                             processing_class=tokenizer,
+                             callbacks=[*distributed_setup.callbacks(events, GracefulStop(stop), stop, writer),
+                                        RunDirWatch(guard)],
                              profile=profile, run_dir=run_dir, writer=writer)
     from .nan_guard import install as install_nan_guard
     install_nan_guard(trainer, writer, t.on_nan)   # NaN/inf loss: stop before the optimizer step (or warn)
 
-    checkpoint = rundir.last_checkpoint(run_dir) if resume else None
+    checkpoint = selection.path
+    trainer._tt_reset_optimizer = selection.fresh_optimizer
+    trainer.tt_guard = guard
     if resume and checkpoint is None:
         log("no checkpoint to resume from: starting this run again from step 0", "warning")
+    if guard.rank0:
+        log(trainer.space_note())
     events.start_info = dict(
         run_id=run_dir.name, profile=profile.name, model=profile.model.name_or_path, method=profile.method.type,
         device=placement.device, devices=placement.devices, precision=placement.precision,
         world_size=int(os.environ.get("WORLD_SIZE", "1")), micro_batch=micro_batch, grad_accum=grad_accum,
         effective_batch=effective, epochs=t.epochs, data_format=report.format, train_rows=len(train_ds),
-        eval_rows=len(eval_ds) if eval_ds is not None else 0, skipped_rows=len(report.bad_rows),
+        eval_rows=len(eval_ds) if eval_ds is not None else 0, skipped_rows=report.bad_count + len(train_tok.skipped),
         train_tokens=train_tok.tokens, trainable_params=trainable, total_params=total)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    events.start_info.update(distributed_setup.start_fields(trainer.args.device))   # every rank's device
+    if resume:
+        distributed_setup.check_world_change(run_dir, trainer.args.world_size, events.start_info["strategy"], log)
+    done = ck.max_steps_of(checkpoint) if checkpoint else None
+    if done and done[1] and done[0] >= done[1]:
+        # The run died after its final checkpoint: its output is saved from that checkpoint, no step trained.
+        trainer._load_from_checkpoint(str(checkpoint))
+        trainer.state = trainer.state.load_from_json(str(checkpoint / ck.TRAINER_STATE))
+        writer.write("start", total_steps=done[1], resumed_from=done[0], **events.start_info)
+        log(f"{checkpoint.name} is the final step ({done[0]} of {done[1]}): saving the output from it, "
+            "training no further step")
+    else:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    guard.check()
     state = trainer.state
     final_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
 
@@ -178,9 +208,10 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
     if eval_ds is not None and not t.eval_steps:
         trainer.evaluate()
     out_dir = run_dir / ("model" if profile.method.type == "full" else "adapter")
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    log(f"saved {out_dir.name}/ ({_size_mb(out_dir):.1f} MB)")
+    guard.check()
+    save_output(trainer, tokenizer, out_dir)   # under .tmp-NAME, fsynced, renamed: never half an adapter
+    if trainer.is_world_process_zero():
+        log(f"saved {out_dir.name}/ ({_size_mb(out_dir):.1f} MB)")
     if profile.output.merge and profile.method.type != "full":
         from .merge import merge_adapter
         del trainer, model
@@ -190,16 +221,13 @@ def train(run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest) -
             "final_loss": final_loss, "error": None, "hint": None, "adapter_path": out_dir.name}
 
 
-def _optimizer(name: str, placement, log) -> str:
-    # bitsandbytes' paged optimizers page state to host memory through CUDA unified memory: GPU only.
-    if placement.device == "cpu" and name.startswith("paged_"):
-        log(f"optimizer {name} needs a GPU; using adamw_torch on CPU", "warning")
-        return "adamw_torch"
-    return name
-
-
-def _explain(exc: BaseException) -> tuple[str, str]:
+def _explain(exc: BaseException, run_dir: Path) -> tuple[str, str]:
     import torch
+
+    from .checkpointing import disk_full, is_enospc
+    if is_enospc(exc):   # outside a checkpoint (an event, a log line): name the disk all the same
+        full = disk_full(run_dir, "the run's files", None, exc)
+        return full.message, full.hint
     text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     if isinstance(exc, torch.OutOfMemoryError):
         return text, ("the GPU ran out of memory: lower training.micro_batch and raise grad_accum by the same "
@@ -211,15 +239,25 @@ def _explain(exc: BaseException) -> tuple[str, str]:
     return text, "see engine.log in the run directory for the full traceback"
 
 
-def _split_hint(message: str, hint: str) -> tuple[str, str]:
-    if not hint and "\n  hint: " in message:
-        message, hint = message.split("\n  hint: ", 1)
-    return message, hint
+def _fail(writer: EventWriter, message: str, hint: str, t0: float, guard: RunGuard) -> None:
+    print(render_text(TunetopError(message, hint)), file=sys.stderr)
+    guard.release_reserve()   # a full disk still records the final state
+    fields = dict(status="failed", error=message, hint=hint, runtime_s=round(time.time() - t0, 2))
+    try:
+        writer.write("end", **fields)
+    except OSError:   # the writer's buffer holds a line the full disk refused: a fresh handle, once
+        _discard(writer)
+        EventWriter(writer.path).write("end", **fields)
 
 
-def _fail(writer: EventWriter, message: str, hint: str, t0: float) -> None:
-    print(f"error: {message}\n  hint: {hint}", file=sys.stderr)
-    writer.write("end", status="failed", error=message, hint=hint, runtime_s=round(time.time() - t0, 2))
+def _discard(writer: EventWriter) -> None:
+    """Drop what the writer still buffers (nothing may be written by a gone or full run directory)."""
+    f = getattr(writer, "_f", None)
+    if f is not None:
+        try:
+            os.close(f.fileno())
+        except OSError:
+            pass
 
 
 def _size_mb(folder: Path) -> float:

@@ -7,6 +7,6 @@ must fix: tuiapp/cli.py renders it (`error: ...` + hint) and handles broken pipe
 """
 from __future__ import annotations
 
-from . import history_cmds, inspect_cmds, merge_cmd, profile_cmds, report_cmds, run_cmds
+from . import history_cmds, inspect_cmds, merge_cmd, preview_cmd, profile_cmds, report_cmds, run_cmds
 
-MODULES = [run_cmds, inspect_cmds, report_cmds, history_cmds, profile_cmds, merge_cmd]
+MODULES = [run_cmds, inspect_cmds, report_cmds, history_cmds, profile_cmds, preview_cmd, merge_cmd]

@@ -1,0 +1,91 @@
+"""`tunetop preview PROFILE [--rows N] [--json]`: the rows exactly as trained.
+
+The work happens in `python -m engine.train.preview` (it needs a tokenizer, which tunetop's CLI never
+imports); its output streams straight to the terminal. `engine_summary` is the same analysis as one JSON
+object, which `tunetop validate` uses for its token counts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from engine import paths
+from engine.errors import TunetopError
+from engine.profile import load_named
+
+SUMMARY_TIMEOUT_S = 600
+
+
+def register(sub) -> None:
+    s = sub.add_parser("preview", help="show the rows exactly as trained (template applied, trained part "
+                                       "highlighted) and what happens to every row")
+    s.add_argument("profile", help="profile name or path to a .toml file")
+    s.add_argument("--rows", type=int, default=3, help="rows to show (default 3)")
+    s.add_argument("--json", action="store_true", help="one JSON object per row, then {\"summary\": {...}} "
+                                                       "(README: tunetop preview)")
+    s.add_argument("--limit", type=int, default=20000, help="rows tokenized for the counts (0 = all; default 20000)")
+    s.set_defaults(handler=cmd_preview)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def cmd_preview(args) -> int:
+    profile = load_named(args.profile)
+    cmd = [sys.executable, "-m", "engine.train.preview", str(profile.source), "--rows", str(max(args.rows, 0)),
+           "--limit", str(args.limit)] + (["--jsonl"] if args.json else [])
+    sys.stdout.flush()
+    return subprocess.run(cmd, cwd=paths.PROJECT_ROOT, env=_env(), stdin=subprocess.DEVNULL).returncode
+
+
+def engine_summary(source: str, limit: int = 20000) -> dict:
+    """The preview's summary for a profile file (never raises for a failed analysis: see "ok"/"error")."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "engine.train.preview", source, "--json", "--limit", str(limit)],
+                             cwd=paths.PROJECT_ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=SUMMARY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "stage": "timeout", "error": f"the token check took over {SUMMARY_TIMEOUT_S} s"}
+    lines = out.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else {"ok": False, "stage": "crash",
+                                                     "error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    except ValueError:
+        return {"ok": False, "stage": "crash", "error": "the token check printed no JSON"}
+
+
+def raise_if_refused(summary: dict) -> None:
+    """The data or template problems the engine would stop on, as the error it would give."""
+    if not summary.get("ok") and summary.get("stage") in ("data", "template"):
+        raise TunetopError(summary.get("error", "the data cannot be used"), hint=summary.get("hint", ""))
+
+
+KEEP_FOR_COUNTS = 1000      # validate counts every row but holds at most this many
+
+
+def token_lines(s: dict) -> list[str]:
+    """validate's lines from the preview summary (the same counts `tunetop preview` prints)."""
+    lines = []
+    if "p50" in s:
+        est = "" if s.get("tokens_exact", True) else f" (estimated from the first {s.get('counted')} rows)"
+        lines.append(f"tokens: {s['tokens']:,}{est}; per row p50 {s['p50']}, p90 {s['p90']}, p99 {s['p99']}, "
+                     f"max {s['max']} (max_seq_len {s['max_seq_len']})")
+    if "blocks" in s:
+        lines.append(f"packed into {s['blocks']} blocks of {s['max_seq_len']} tokens")
+    else:
+        lines.append(f"train: {s.get('truncated', 0)} rows truncated at max_seq_len, {s.get('dropped', 0)} dropped "
+                     f"(nothing left to learn); eval: {s.get('eval_truncated', 0)} truncated, "
+                     f"{s.get('eval_dropped', 0)} dropped")
+        skipped = s.get("template_skipped", 0) + s.get("eval_template_skipped", 0)
+        lines.append(f"chat template: {skipped} rows skipped")
+        lines += [f"  skipped {label}: {why}" for label, why in s.get("template_skipped_rows", [])[:5]]
+        lines += [f"  {n} rows: {note}" for note, n in s.get("template_notes", {}).items()]
+    if s.get("fallback_template"):
+        lines.append("warning: the tokenizer has no chat template: tunetop's ChatML fallback is used")
+    return lines
