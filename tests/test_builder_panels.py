@@ -29,7 +29,8 @@ def test_estimate_against_each_detected_gpu_with_suggestions(home):
         verdicts = {g.card.name: g.verdict for g in fc.gpus}
         assert verdicts == {"NVIDIA H100 80GB HBM3": "fits", "NVIDIA A100-SXM4-40GB": "does not fit"}
         text = await wait_text(pilot, "detected: NVIDIA H100 80GB HBM3", "does not fit", "to fit NVIDIA A100-SXM4-40GB")
-        for label in ("weights", "adapters + grads + optimizer", "activations", "logits", "CUDA overhead", "total"):
+        for label in ("weights", "adapters + their grads", "optimizer state", "activations", "logits",
+                      "CUDA overhead", "total"):
             assert label in text
     drive(app, WIDE, scenario)
 

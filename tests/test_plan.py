@@ -108,7 +108,7 @@ def test_detect_uses_the_telemetry_source():
 def test_estimate_command_prints_the_table(home):
     r = run_cli("estimate", "llama3.1-8b-qlora-24gb", "--gpu", "4090", timeout=60)
     assert r.returncode == 0, r.stderr
-    for needle in ("bundled table", "weights", "adapters + grads + optimizer", "activations", "logits",
+    for needle in ("bundled table", "weights", "adapters + their grads", "optimizer state", "activations", "logits",
                    "CUDA overhead", "total", "RTX 4090 24 GB", "fits"):
         assert needle in r.stdout, r.stdout
     p = load_named("llama3.1-8b-qlora-24gb")

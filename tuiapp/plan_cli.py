@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.profile import Problem, Profile, ProfileError, check_field, load_named
-from engine.profile.schema import METHODS, OPTIMIZERS
+from engine.profile.schema import METHODS, OPTIMIZERS, PRECISIONS
 
 # engine.plan is imported inside the commands: `tunetop` starts (and opens the dashboard) without it.
 
@@ -13,7 +13,8 @@ from engine.profile.schema import METHODS, OPTIMIZERS
 _OVERRIDES = {"model": ("model", "name_or_path"), "method": ("method", "type"),
               "micro_batch": ("training", "micro_batch"), "grad_accum": ("training", "grad_accum"),
               "seq": ("training", "max_seq_len"), "lora_r": ("method", "lora_r"),
-              "checkpointing": ("training", "gradient_checkpointing"), "optimizer": ("training", "optimizer")}
+              "checkpointing": ("training", "gradient_checkpointing"), "optimizer": ("training", "optimizer"),
+              "precision": ("training", "precision")}
 
 
 def add_parsers(sub) -> None:
@@ -30,11 +31,15 @@ def add_parsers(sub) -> None:
     s.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="gradient checkpointing on/off")
     s.add_argument("--optimizer", choices=OPTIMIZERS)
-    s.add_argument("--gpu", metavar="NAME", help='compare with a common card ("4090", "A100 80", "H100")')
-    s = sub.add_parser("fit", help="what can I train here? the largest common model per method for each GPU")
+    s.add_argument("--precision", choices=PRECISIONS, help="auto is resolved per GPU, as the engine will")
+    s.add_argument("--gpu", metavar="NAME", help='compare with a common card ("4090", "A100 80", "H100", "T4")')
+    s.set_defaults(handler=cmd_estimate)
+    s = sub.add_parser("fit", help="what can I train here? the largest model per method for each GPU "
+                                   "(bundled table and your HF cache)")
     s.add_argument("--gpu", metavar="NAME", help="a common card instead of the detected GPUs")
     s.add_argument("--seq", type=int, default=2048, metavar="TOKENS", help="sequence length (default 2048)")
     s.add_argument("--micro-batch", dest="micro_batch", type=int, default=1, metavar="N", help="default 1")
+    s.set_defaults(handler=cmd_fit)
 
 
 def _int_or_auto(text: str):
@@ -46,8 +51,7 @@ def _int_or_auto(text: str):
 
 
 def cmd_estimate(args) -> int:
-    from engine.plan import check_profile
-    from engine.plan.report import estimate_text
+    from engine.plan import check_profile, estimate_text
     if not args.profile and not args.model:
         raise ProfileError([Problem("", "give a profile or --model", "e.g. `tunetop estimate demo` or "
                                     "`tunetop estimate --model meta-llama/Llama-3.1-8B --method qlora`")])
@@ -71,8 +75,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from engine.plan.capacity import capacity
-    from engine.plan.report import capacity_text
+    from engine.plan import capacity, capacity_text
     if args.seq < 8 or args.micro_batch < 1:
         raise ProfileError([Problem("", "--seq must be at least 8 and --micro-batch at least 1")])
     cards, note = _cards(args.gpu)
@@ -80,7 +83,8 @@ def cmd_fit(args) -> int:
         print(note + "\n")
     for i, card in enumerate(cards):
         print(("\n" if i else "") + capacity_text(card, args.seq, args.micro_batch,
-                                                   capacity(card.total_bytes, args.seq, args.micro_batch)))
+                                                   capacity(card.total_bytes, args.seq, args.micro_batch,
+                                                            capability=card.compute_capability)))
     return 0
 
 

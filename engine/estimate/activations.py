@@ -51,6 +51,9 @@ class ActivationSetup:
     # returns its input's dtype): c, or 4 once prepare_model_for_kbit_training made the embeddings and the
     # norm weights fp32 (type promotion then carries fp32 through the residual stream).
     residual_bytes: int = 2
+    use_dora: bool = False
+    # The dropout mask: a bool (1 byte) per element on CUDA; CPU kernels save a 4-byte float mask.
+    dropout_mask_bytes: int = 1
 
 
 def _norm_bytes(s: Shape, st: ActivationSetup) -> int:
@@ -91,13 +94,38 @@ def _attention_core_bytes(s: Shape, st: ActivationSetup) -> int:
     return b
 
 
-def _mlp_core_bytes(s: Shape, st: ActivationSetup) -> int:
-    """gate output (saved by the activation), activation output and up output (saved by the product).
+def _qk_norm_bytes(s: Shape, st: ActivationSetup) -> int:
+    """Qwen3 / Gemma 3 (per head) and OLMo-2 (full width) normalize q and k after their projections: like any
+    RMSNorm each saves its fp32 input and one rsqrt per normalized row (per head, or one for the full width);
+    with trainable weights also the normalized c-byte tensor."""
+    if s.qk_norm == "none":
+        return 0
+    width = s.q_dim + s.kv_heads * s.head_dim
+    rows = (s.heads + s.kv_heads) if s.qk_norm == "head" else 2
+    b = 4 * width + 4 * rows
+    if st.method == "full":
+        b += (4 if s.model_type.startswith("gemma") else st.c) * width
+    return b
+
+
+def _mlp_core_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModule]) -> int:
+    """gate output (saved by the activation), activation output and up output (saved by the product), per
+    token slot of each MLP: dense MLPs (and shared experts) see every token, routed experts top_k of them.
 
     Their dtype is the MLP input's for 4-bit Linears (fp32 after prepare_model_for_kbit_training).
+    Routed experts also keep the gathered input of each token slot (c h), the expert output the routing weight
+    multiplies (c h), the routing weight itself, and the router's fp32 softmax over the experts.
     """
     out = st.residual_bytes if st.method == "qlora" else st.c
-    return 3 * out * s.intermediate
+    b = 0
+    for m in modules:
+        if not m.input_name.startswith(("mlp_act", "expert_act")):
+            continue  # one down projection per MLP: its d_in is that MLP's intermediate size
+        slots = m.top_k or 1
+        b += slots * 3 * out * m.d_in
+        if m.top_k:
+            b += slots * (2 * st.c * s.hidden + 4) + 3 * 4 * m.experts
+    return b
 
 
 def _linear_input_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModule]) -> int:
@@ -107,7 +135,7 @@ def _linear_input_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModul
     free_inputs = {"attn_out"} if st.attn_implementation != "eager" else set()
     if st.method == "full":
         # Every Linear saves its input; modules that share an input share it.
-        seen = {m.input_name: m.d_in for m in modules}
+        seen = {m.input_name: m.d_in * (m.top_k or 1) for m in modules}
         return sum(c * d for name, d in seen.items() if name not in free_inputs)
 
     def input_bytes(m: LinearModule) -> int:
@@ -122,8 +150,13 @@ def _linear_input_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModul
     # The adapter matmul runs in the adapter dtype, unless autocast runs it in the compute dtype.
     lora_c = c if st.autocast else st.adapter_bytes
     for m in modules:
-        if m.name not in st.targets:
+        if ("experts." + m.name if m.experts > 1 else m.name) not in st.targets:
             continue  # a frozen Linear saves nothing but its weight, which is already counted
+        if m.experts > 1:
+            # peft's ParamWrapper adds B @ A to the fused expert weight for the forward: the input of each token
+            # slot (already saved by the experts' own matmul, counted in the MLP core) and nothing per token
+            # more; the merged weight itself is a per-layer term (weight_cast_bytes_per_layer).
+            continue
         x = input_bytes(m)
         # peft's LoRA Linear casts its input to the adapter dtype (a new tensor when they differ); its 4-bit
         # Linear skips that cast under autocast. Autocast then casts to the compute dtype if needed. Any
@@ -131,23 +164,36 @@ def _linear_input_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModul
         peft_cast = x != st.adapter_bytes and not (st.method == "qlora" and st.autocast)
         autocast_cast = st.autocast and (st.adapter_bytes if peft_cast else x) != c
         if st.lora_dropout > 0:
-            # The dropout mask (bool on CUDA, 1 byte) and the dropped-out input, one per module.
-            total += (1 + lora_c) * m.d_in
+            # The dropout mask (bool on CUDA, 1 byte; fp32 on CPU) and the dropped-out input, one per module.
+            total += (st.dropout_mask_bytes + lora_c) * m.d_in
         elif peft_cast or autocast_cast:
             total += lora_c * m.d_in
         else:
             shared[m.input_name] = x * m.d_in
         total += lora_c * st.r  # lora_A's output, saved by lora_B
+        if st.use_dora:
+            total += dora_bytes_per_token(m, st)
     total += sum(b for name, b in shared.items() if name not in free_inputs)
     return total
+
+
+def dora_bytes_per_token(m: LinearModule, st: ActivationSetup) -> int:
+    """DoRA (peft's use_dora) rescales each adapted output by magnitude / ||W + BA||: per token it keeps the
+    base layer's output and the adapter's output for the product with the scale (c d_out each), its
+    (x @ A) @ B result in the adapter dtype, and the dropped-out input once more when dropout is on.
+    Measured on CPU (tests/test_estimate_switches.py): DoRA saves about twice LoRA's per adapted layer.
+    """
+    lora_c = st.c if st.autocast else st.adapter_bytes
+    return 2 * st.c * m.d_out + lora_c * m.d_out
 
 
 def layer_bytes_per_token(s: Shape, st: ActivationSetup, modules: list[LinearModule]) -> int:
     """Saved activations of one decoder layer, per token, without gradient checkpointing."""
     return (
         s.norms_per_layer * _norm_bytes(s, st)
+        + _qk_norm_bytes(s, st)
         + _attention_core_bytes(s, st)
-        + _mlp_core_bytes(s, st)
+        + _mlp_core_bytes(s, st, modules)
         + _linear_input_bytes(s, st, modules)
     )
 
@@ -160,13 +206,17 @@ def weight_cast_bytes_per_layer(s: Shape, st: ActivationSetup, modules: list[Lin
     fine-tuning with fp32 master weights): c x d_in x d_out per Linear. NF4 weights are dequantized
     inside bitsandbytes' matmul and not saved.
     """
-    if not st.autocast:
-        return 0
     b = 0
+    if st.method != "full":
+        # peft's ParamWrapper merges B @ A into each adapted fused expert weight for the forward: the merged
+        # [experts, d_out, d_in] weight requires grad, so the experts' matmul saves it (c bytes a weight).
+        b += st.c * sum(m.params for m in modules if m.experts > 1 and "experts." + m.name in st.targets)
+    if not st.autocast:
+        return b
     if st.base_weight_bytes > st.c:
-        b += st.c * sum(m.d_in * m.d_out for m in modules)
+        b += st.c * sum(m.params for m in modules)
     if st.method != "full" and st.adapter_bytes > st.c:
-        b += st.c * st.r * sum(m.d_in + m.d_out for m in modules if m.name in st.targets)
+        b += st.c * st.r * sum(m.d_in + m.d_out for m in modules if m.experts == 1 and m.name in st.targets)
     return b
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .architectures import ARCHITECTURES
-from .params import UnsupportedArchitecture, count_params
+from .params import count_params
 from .vram import Estimate, estimate, verdict
 
 GiB = 1024**3
@@ -22,10 +22,16 @@ def _gib(n: int) -> str:
 
 @dataclass(frozen=True)
 class Suggestion:
-    text: str
+    """One change of settings and the estimate after it. Readers use the fields; `text` is for terminals."""
+
+    change: str  # what to change, e.g. "turn on gradient checkpointing (about 30% slower steps)"
     total: int  # estimated peak after the change, bytes
     verdict: str | None  # against the card, when one was given
-    changes: dict  # the estimate() keyword arguments to apply
+    changes: dict  # the estimate() keyword arguments to apply (and grad_accum)
+
+    @property
+    def text(self) -> str:
+        return f"{self.change}: {_gib(self.total)}" + (f" ({self.verdict})" if self.verdict else "")
 
     def __str__(self) -> str:
         return self.text
@@ -55,7 +61,7 @@ def suggest(config: dict, gpu_total_bytes: int | None = None, *, grad_accum: int
         if est.total >= base.total:
             return
         v = verdict(est, gpu_total_bytes) if gpu_total_bytes else None
-        out.append(Suggestion(f"{text}: {_gib(est.total)}" + (f" ({v})" if v else ""), est.total, v, changes))
+        out.append(Suggestion(text, est.total, v, changes))
 
     mb = kwargs["micro_batch"]
     if mb > 1:
@@ -145,15 +151,8 @@ def _combine(config: dict, gpu_total_bytes: int, grad_accum: int, kwargs: dict) 
             changes = {k: current[k] for k in ("gradient_checkpointing", "micro_batch", "method", "seq_len",
                                                "optimizer") if current.get(k) != kwargs.get(k)}
             changes["grad_accum"] = accum
-            return Suggestion(
-                f"together: {', '.join(parts)}: {_gib(est.total)} (fits)", est.total, "fits", changes
-            )
+            return Suggestion(f"together: {', '.join(parts)}", est.total, "fits", changes)
     return None
-
-
-def suggestions(config: dict, gpu_total_bytes: int | None = None, *, grad_accum: int = 1, **kwargs) -> list[str]:
-    """The texts of suggest(): e.g. "micro-batch 4 -> 2 with gradient accumulation 1 -> 2 (...): 18.2 GiB (fits)"."""
-    return [s.text for s in suggest(config, gpu_total_bytes, grad_accum=grad_accum, **kwargs)]
 
 
 class Fit(NamedTuple):
@@ -163,16 +162,19 @@ class Fit(NamedTuple):
     verdict: str
 
 
-def largest_fitting(gpu_bytes: int, method: str, seq_len: int, micro_batch: int = 1, **kwargs) -> list[Fit]:
-    """Which bundled models can be trained on a card of gpu_bytes: those that fit or are tight, largest first.
+def largest_fitting(gpu_bytes: int, method: str, seq_len: int, micro_batch: int = 1, *,
+                    models: dict[str, dict] | None = None, **kwargs) -> list[Fit]:
+    """Which models can be trained on a card of gpu_bytes: those that fit or are tight, largest first.
 
-    kwargs go to estimate() (gradient_checkpointing, lora_r, optimizer, ...).
+    models: id -> config (default: the bundled table). kwargs go to estimate() (gradient_checkpointing, ...).
+    Models the estimate cannot handle (or whose settings do not apply, e.g. a target module they lack) are
+    left out.
     """
     fits = []
-    for model_id, cfg in ARCHITECTURES.items():
+    for model_id, cfg in (ARCHITECTURES if models is None else models).items():
         try:
             est = estimate(cfg, method=method, micro_batch=micro_batch, seq_len=seq_len, **kwargs)
-        except UnsupportedArchitecture:
+        except ValueError:  # UnsupportedArchitecture included
             continue
         v = verdict(est, gpu_bytes)
         if v != "does not fit":

@@ -11,13 +11,15 @@ import json
 import os
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..errors import TunetopError
 from . import architectures
 
 
-class EstimateUnavailable(LookupError):
-    """No config.json could be found; the message says where we looked and how to fix it."""
+class EstimateUnavailable(TunetopError, LookupError):
+    """No config.json could be found; the message says where we looked, the hint how to fix it."""
 
 
 class ConfigSource(NamedTuple):
@@ -49,10 +51,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _text_config(config: dict) -> dict:
-    """Multimodal configs nest the language model under text_config; the estimate needs that part."""
-    inner = config.get("text_config")
-    if isinstance(inner, dict) and "hidden_size" not in config and "hidden_size" in inner:
-        return {**inner, "model_type": inner.get("model_type", config.get("model_type"))}
+    """The config as written: multimodal wrappers (Gemma 3) keep their text_config and vision_config, which
+    engine.estimate.params reads (the text part is trained, the vision tower is loaded beside it)."""
     return config
 
 
@@ -94,8 +94,8 @@ def _from_hf_cache(repo_id: str, revision: str | None) -> ConfigSource | None:
     if revision:
         # An explicit revision that is not cached must not silently fall back to another snapshot.
         raise EstimateUnavailable(
-            f"revision {revision!r} of {repo_id} is not in the Hugging Face cache at {cache} "
-            f"(download it with: huggingface-cli download {repo_id} config.json --revision {revision})"
+            f"revision {revision!r} of {repo_id} is not in the Hugging Face cache at {cache}",
+            f"download its config with: hf download {repo_id} config.json --revision {revision}",
         )
     # No refs/main (cache filled by a commit hash only): take the newest snapshot that has a config.json.
     candidates = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -120,7 +120,8 @@ def _find(model: str, revision: str | None, seen: set[str]) -> ConfigSource:
         found = _from_folder(path, seen)
         if found:
             return found
-        raise EstimateUnavailable(f"estimate unavailable: the folder {path} has no config.json")
+        raise EstimateUnavailable(f"the folder {path} has no config.json",
+                                  "point model.name_or_path at the folder that holds config.json and the weights")
     found = _from_hf_cache(model, revision)
     if found:
         return found
@@ -130,10 +131,10 @@ def _find(model: str, revision: str | None, seen: set[str]) -> ConfigSource:
             return ConfigSource(bundled, f"bundled table ({model}; revision {revision} not checked)")
         return ConfigSource(bundled, f"bundled table ({model})")
     raise EstimateUnavailable(
-        f"estimate unavailable for {model!r}: it is not a local folder, it is not in the Hugging Face cache "
-        f"at {hf_cache_dir()} (fetch only its config with: huggingface-cli download {model} config.json), "
-        f"and it is not one of the {len(architectures.known_ids())} bundled architectures "
-        f"(e.g. {', '.join(list(architectures.ARCHITECTURES)[:3])})"
+        f"no config.json for {model!r}: it is not a local folder, it is not in the Hugging Face cache "
+        f"at {hf_cache_dir()}, and it is not one of the {len(architectures.known_ids())} bundled architectures "
+        f"(e.g. {', '.join(list(architectures.ARCHITECTURES)[:3])})",
+        f"fetch only its config with: hf download {model} config.json",
     )
 
 
@@ -143,5 +144,55 @@ def find_config(model: str, revision: str | None = None) -> ConfigSource:
     Raises EstimateUnavailable with the reason when none is found.
     """
     if not model or not str(model).strip():
-        raise EstimateUnavailable("estimate unavailable: no model given")
+        raise EstimateUnavailable("no model given", "set model.name_or_path to a local folder or a hub id")
     return _find(str(model).strip(), revision, {str(model)})
+
+
+def cached_models() -> list[tuple[str, dict]]:
+    """(hub id, config) of every model in the local Hugging Face cache that has a config.json."""
+    cache = hf_cache_dir()
+    out = []
+    for repo_dir in sorted(cache.glob("models--*")) if cache.is_dir() else []:
+        repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
+        found = cached_config(repo_id)
+        if found is not None:
+            out.append((repo_id, found.config))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A profile's model as the estimate and the preflight see it: "unavailable" is a value with a reason."""
+
+    config: dict | None  # the parsed config.json, or None when unavailable
+    origin: str  # where it came from ("local folder ...", "HF cache ...", "bundled table (...)"), or ""
+    problem: str = ""  # why it is unavailable (empty when config is set)
+    hint: str = ""
+    kind: str = ""  # "local" | "cache" | "bundled" | "missing-path" | "not-a-model" | "unknown"
+
+    @property
+    def on_disk(self) -> bool:
+        """The model the engine will load is here (a local folder or the HF cache), not only its architecture."""
+        return self.kind in ("local", "cache")
+
+
+def resolve(name_or_path: str, revision: str | None = None) -> ModelConfig:
+    """The one resolver of a profile's model.name_or_path: a local folder, the HF cache, then the bundled
+    table. Never raises. Profiles default revision to "main"; an explicit other revision is a pin to check."""
+    ref = (name_or_path or "").strip()
+    if not ref:
+        return ModelConfig(None, "", "no model set", "set model.name_or_path to a local folder or a hub id",
+                           "unknown")
+    path = Path(ref).expanduser()
+    if (path.is_absolute() or ref.startswith((".", "~"))) and not path.exists():
+        return ModelConfig(None, "", f"{ref} does not exist",
+                           "point model.name_or_path at a folder saved with save_pretrained, or use a hub id",
+                           "missing-path")
+    try:
+        config, origin = find_config(ref, None if revision in (None, "", "main") else revision)
+    except EstimateUnavailable as exc:
+        kind = "not-a-model" if path.is_dir() else "unknown"
+        return ModelConfig(None, "", exc.message, exc.hint, kind)
+    kind = "local" if origin.startswith(("local folder", "file")) and "base of the adapter" not in origin else \
+        "cache" if origin.startswith("HF cache") else "bundled"
+    return ModelConfig(config, origin, kind=kind)

@@ -1,8 +1,10 @@
-""""What can I train here?": for a GPU, the largest common model per method that fits at a sequence length.
+""""What can I train here?": for a GPU, the largest model per method that fits at a sequence length.
 
-The search is the estimator's (engine.estimate.advice.largest_fitting over the bundled architecture
-table); this adds the settings of a new profile (schema defaults: LoRA r=16 on all-linear, gradient
-checkpointing, paged 8-bit AdamW, bf16) and the next size up, so the answer says what would not fit.
+The pool is the bundled architecture table (engine/estimate/architectures.py: the families people train,
+each at its real sizes) plus every model in the local Hugging Face cache (engine.estimate.cached_models).
+The search is the estimator's (largest_fitting); this adds the settings of a new profile (schema defaults:
+LoRA r=16 on all-linear, gradient checkpointing, paged 8-bit AdamW, auto precision resolved for the card)
+and the next size up with its figure, so the answer also says what would not fit.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from ..estimate import architectures, vram
 from ..estimate.advice import largest_fitting
-from ..estimate.params import UnsupportedArchitecture, count_params
+from ..estimate.config_source import cached_models
+from ..estimate.params import count_params
 from ..profile.schema import Profile
 from .profile_estimate import Settings, estimate_kwargs, run_estimate, settings_of
 
@@ -21,6 +24,7 @@ class Pick:
     params: int
     total: int        # estimated bytes
     verdict: str
+    cached: bool = False   # found in the local HF cache (not only the bundled table)
 
 
 @dataclass(frozen=True)
@@ -33,39 +37,50 @@ class Capacity:
 
 def default_settings(seq_len: int, micro_batch: int = 1) -> Settings:
     base = settings_of(Profile())
-    return replace(base, seq_len=seq_len, micro_batch=micro_batch, grad_accum=1, auto_batch=False)
+    # lora_dropout 0: the schema's 0.05 is refused by peft on MoE experts (all-linear); 0 is valid everywhere.
+    return replace(base, seq_len=seq_len, micro_batch=micro_batch, grad_accum=1, auto_batch=False, lora_dropout=0.0)
 
 
-def capacity(gpu_bytes: int, seq_len: int = 2048, micro_batch: int = 1,
-             methods: tuple = vram.METHODS) -> list[Capacity]:
+def model_pool() -> tuple[dict[str, dict], set[str]]:
+    """(id -> config, the ids found in the HF cache). A cached copy replaces the bundled entry of its id."""
+    pool = dict(architectures.ARCHITECTURES)
+    cached = set()
+    for repo_id, cfg in cached_models():
+        try:
+            count_params(cfg)
+        except ValueError:
+            continue   # an architecture the estimate does not know (or not a causal LM)
+        pool[repo_id] = cfg
+        cached.add(repo_id)
+    return pool, cached
+
+
+def capacity(gpu_bytes: int, seq_len: int = 2048, micro_batch: int = 1, methods: tuple = vram.METHODS,
+             capability: tuple[int, int] | None = None) -> list[Capacity]:
+    pool, cached = model_pool()
     result = []
     for method in methods:
         s = replace(default_settings(seq_len, micro_batch), method=method)
-        kwargs = {k: v for k, v in estimate_kwargs(s).items() if k not in ("method", "seq_len", "micro_batch")}
-        found = [Pick(f.model_id, f.params, f.estimate.total, f.verdict)
-                 for f in largest_fitting(gpu_bytes, method, seq_len, micro_batch, **kwargs)]
+        kwargs = {k: v for k, v in estimate_kwargs(s, capability).items()
+                  if k not in ("method", "seq_len", "micro_batch")}
+        found = [Pick(f.model_id, f.params, f.estimate.total, f.verdict, f.model_id in cached)
+                 for f in largest_fitting(gpu_bytes, method, seq_len, micro_batch, models=pool, **kwargs)]
         fits = next((p for p in found if p.verdict == "fits"), None)
         floor = fits.params if fits else -1
         tight = next((p for p in found if p.verdict == "tight" and p.params > floor), None)
-        result.append(Capacity(method, fits, tight, _next_up(s, gpu_bytes, max(floor, tight.params if tight else -1))))
+        above = max(floor, tight.params if tight else -1)
+        result.append(Capacity(method, fits, tight, _next_up(s, gpu_bytes, above, pool, cached, capability)))
     return result
 
 
-def _next_up(s: Settings, gpu_bytes: int, above: int) -> Pick | None:
-    """The smallest bundled model larger than `above` parameters, with its estimate (it does not fit)."""
-    bigger = sorted(((count_params(cfg).total, model_id, cfg) for model_id, cfg in architectures.ARCHITECTURES.items()
-                     if _params(cfg) > above), key=lambda t: t[0])
+def _next_up(s: Settings, gpu_bytes: int, above: int, pool: dict, cached: set, capability) -> Pick | None:
+    """The smallest model of the pool larger than `above` parameters, with its estimate (it does not fit)."""
+    bigger = sorted(((count_params(cfg).total, model_id, cfg) for model_id, cfg in pool.items()
+                     if count_params(cfg).total > above), key=lambda t: (t[0], t[1]))
     for params, model_id, cfg in bigger:
         try:
-            total = run_estimate(cfg, s).total
-        except (UnsupportedArchitecture, ValueError):
+            total = run_estimate(cfg, s, capability).total
+        except ValueError:
             continue
-        return Pick(model_id, params, total, vram.verdict(total, gpu_bytes))
+        return Pick(model_id, params, total, vram.verdict(total, gpu_bytes), model_id in cached)
     return None
-
-
-def _params(cfg: dict) -> int:
-    try:
-        return count_params(cfg).total
-    except ValueError:
-        return -1

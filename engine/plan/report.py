@@ -1,25 +1,33 @@
-"""Plain-text tables for a terminal: `tunetop estimate` and `tunetop fit` print these."""
+"""Plain-text tables for a terminal: `tunetop estimate` and `tunetop fit` print these (the one text report;
+the run builder renders the same FitCheck fields with styles)."""
 from __future__ import annotations
 
 from ..estimate.report import rule_of_thumb
 from .capacity import Capacity, default_settings
 from .check import FitCheck
-from .gpus import GpuCard
+from ..estimate.gpus import GpuCard
 
 GiB = 1024**3
 
 
 def gib(n: int) -> str:
-    return f"{n / GiB:.2f} GiB" if n < 10 * GiB else f"{n / GiB:.1f} GiB"
+    return f"{n / GiB:.2f} GiB" if abs(n) < 10 * GiB else f"{n / GiB:.1f} GiB"
 
 
-def billions(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+def count_text(n: int) -> str:
+    """A parameter count in the unit that keeps it readable: 8.03 B, 41.9 M, 139.6 K, 512 (never "0.0 M")."""
+    for unit, size, digits in (("B", 1e9, 2), ("M", 1e6, 1), ("K", 1e3, 1)):
+        if n >= size:
+            return f"{n / size:.{digits}f} {unit}"
+    return str(n)
+
+
+billions = count_text  # the name the builder's dialogs use
 
 
 def label_of(name: str) -> str:
-    """The estimator's breakdown labels, spelled out: the LoRA line holds its gradients and optimizer too."""
-    return {"adapters": "adapters + grads + optimizer"}.get(name, name)
+    """The estimator's breakdown labels, spelled out where a reader would ask."""
+    return {"adapters + grads": "adapters + their grads"}.get(name, name)
 
 
 def _table(rows: list[tuple], indent: str = "  ") -> list[str]:
@@ -37,17 +45,19 @@ def estimate_text(model_ref: str, fc: FitCheck, gpu_note: str | None = None) -> 
         lines.append("(launching still works: the estimate is advice, not a gate)")
         return "\n".join(lines)
     e = fc.estimate
-    lines[0] += f"  {billions(e.params)} parameters, {billions(e.trainable_params)} trained"
+    lines[0] += f"  {count_text(e.params)} parameters, {count_text(e.trainable_params)} trained"
     rows = [(label_of(label), gib(value)) for label, value in e.breakdown()] + [("total", gib(e.total))]
-    lines += ["", "peak memory per GPU"] + _table(rows)
+    if e.paged_out:
+        rows.append(("worst case (paged state on the GPU)", gib(e.worst_case)))
+    lines += ["", f"peak memory per GPU ({fc.precision})"] + _table(rows)
     if gpu_note:
         lines += ["", gpu_note]
     if fc.gpus:
-        rows = [("GPU", "memory", "use", "verdict")]
+        rows = [("GPU", "memory", "precision", "estimate", "use", "verdict")]
         for g in fc.gpus:
             verdict = g.verdict + (f" (largest micro-batch that fits: {g.auto_micro_batch})"
                                    if g.auto_micro_batch is not None else "")
-            rows.append((g.card.name, gib(g.card.total_bytes), f"{g.share:.0%}", verdict))
+            rows.append((g.card.name, gib(g.card.total_bytes), g.precision, gib(g.total), f"{g.share:.0%}", verdict))
         lines += [""] + _table(rows, "")
     if fc.suggestions:
         lines += ["", f"to fit {fc.target.name} (effective batch kept):"]
@@ -79,7 +89,8 @@ def capacity_text(card: GpuCard, seq_len: int, micro_batch: int, caps: list[Capa
     for c in caps:
         best = c.fits
         more = c.tight or c.next_up
-        rows.append((c.method, best.model_id if best else "nothing in the table",
-                     billions(best.params) if best else "-", gib(best.total) if best else "-",
-                     f"{more.model_id}: {gib(more.total)}, {more.verdict}" if more else "-"))
+        mark = lambda p: p.model_id + (" (HF cache)" if p.cached else "")  # noqa: E731
+        rows.append((c.method, mark(best) if best else "nothing in the table",
+                     count_text(best.params) if best else "-", gib(best.total) if best else "-",
+                     f"{mark(more)} ({count_text(more.params)}): {gib(more.total)}, {more.verdict}" if more else "-"))
     return "\n".join([head] + _table(rows))

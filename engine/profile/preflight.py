@@ -3,32 +3,26 @@ max_seq_len fit the model's context. Light (reads config.json as JSON), so `tune
 refuse a doomed launch before a process is started."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from ..estimate.config_source import cached_config
+from ..estimate.config_source import resolve
 from .schema import Profile
 from .validate import Problem, ProfileError
 
 
 def model_config(profile: Profile) -> tuple[dict | None, Problem | None]:
-    """The model's config.json (local folder or HF cache) or the problem that makes the model unusable."""
+    """The model's config.json on disk (local folder or HF cache) or the problem that makes the model unusable.
+    The finding is engine.estimate.config_source.resolve's, the one resolver the estimate uses too."""
     ref = profile.model.name_or_path
-    path = Path(ref)
-    if path.is_absolute():
-        cfg = path / "config.json"
-        if not path.exists():
-            return None, Problem("model.name_or_path", f"{ref} does not exist",
-                                 "point it at a folder saved with save_pretrained, or use a hub id")
-        if not cfg.exists():
-            return None, Problem("model.name_or_path", f"{ref} is not a model folder (no config.json in it)",
-                                 "point it at the folder that holds config.json and the weights")
-        return _read_json(cfg), None
-    revision = profile.model.revision if profile.model.revision != "main" else None
-    cached = cached_config(ref, revision)
-    if cached is not None:
-        return cached.config, None
+    found = resolve(ref, profile.model.revision)
+    if found.kind == "missing-path":
+        return None, Problem("model.name_or_path", found.problem, found.hint)
+    if found.kind == "not-a-model":
+        return None, Problem("model.name_or_path", f"{ref} is not a model folder (no config.json in it)",
+                             "point it at the folder that holds config.json and the weights")
+    if found.on_disk:
+        return found.config, None
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return None, Problem("model.name_or_path", f'"{ref}" is not in the Hugging Face cache and HF_HUB_OFFLINE '
                              "is set, so it cannot be downloaded",
@@ -37,12 +31,38 @@ def model_config(profile: Profile) -> tuple[dict | None, Problem | None]:
     return None, None  # will be downloaded by the engine
 
 
+def _moe_dropout(profile: Profile, config: dict | None) -> Problem | None:
+    """peft's ParamWrapper (LoRA on transformers 5's fused experts) refuses lora_dropout != 0: catch it here,
+    not at setup. The architecture is enough, so the bundled table answers for a model not downloaded yet."""
+    m = profile.method
+    if m.type == "full" or not m.lora_dropout:
+        return None
+    if config is None:
+        config = resolve(profile.model.name_or_path, profile.model.revision).config
+    if config is None:
+        return None
+    from ..estimate.targets import experts_targeted
+    try:
+        hit = experts_targeted(config, m.target_modules)
+    except ValueError:
+        return None  # unknown architecture or target names: the engine's own error will say which
+    if not hit:
+        return None
+    return Problem("method.lora_dropout", f"{m.lora_dropout} with LoRA on the experts of this mixture-of-experts "
+                   f"model ({hit}): peft's expert adapters refuse dropout",
+                   'set lora_dropout = 0, or list target_modules without the experts, e.g. '
+                   '["q_proj", "k_proj", "v_proj", "o_proj"] (attention only)')
+
+
 def check(profile: Profile) -> None:
     """Raise ProfileError with every problem found on disk."""
     problems = []
     config, problem = model_config(profile)
     if problem:
         problems.append(problem)
+    moe = None if problem else _moe_dropout(profile, config)
+    if moe:
+        problems.append(moe)
     if config:
         context = config.get("max_position_embeddings")
         if isinstance(context, int) and profile.training.max_seq_len > context:
@@ -55,11 +75,3 @@ def check(profile: Profile) -> None:
                                     "check the path (relative paths are relative to the profile file)"))
     if problems:
         raise ProfileError(problems, profile.source)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None

@@ -12,8 +12,8 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Select, Static
 
-from engine.plan import FitCheck, GpuCard, check_profile, common_cards
-from engine.plan.report import billions, gib, label_of, rule_text
+from engine.plan import FitCheck, GpuCard, check_profile, common_cards, count_text, gib
+from engine.plan.report import label_of, rule_text
 from engine.profile import Profile
 
 from .form import ChoiceField
@@ -97,24 +97,28 @@ def render(fc: FitCheck, profile: Profile, gpu_note: str | None) -> Content:
         line(Content.styled("launching is still allowed", "$text-muted"))
         return Content("\n").join(parts)
     e = fc.estimate
-    line(Content.styled(f"{billions(e.params)} parameters, {billions(e.trainable_params)} trained", "$text-muted"))
+    line(Content.styled(f"{count_text(e.params)} parameters, {count_text(e.trainable_params)} trained · "
+                        f"{fc.precision}", "$text-muted"))
     width = 30
     for name, value in e.breakdown():
         line(Content.assemble(f"{label_of(name):<{width}}", (f"{gib(value):>10}", "")))
     line(Content.assemble((f"{'total':<{width}}", "bold"), (f"{gib(e.total):>10}", "bold")))
+    if e.paged_out:
+        line(Content.styled(f"{'worst case (paged state on the GPU)':<{width}}{gib(e.worst_case):>10}", "$text-muted"))
     if gpu_note:
         line(Content.styled(gpu_note, "$text-muted"))
     for g in fc.gpus:
         bar = _bar(g.share)
         extra = f" · micro-batch up to {g.auto_micro_batch}" if g.auto_micro_batch is not None else ""
+        precision = f" · {g.precision}" if g.precision != fc.precision else ""
         line(Content.assemble(f"{g.card.name} ", (f"{gib(g.card.total_bytes)} ", "$text-muted"), bar,
-                              f" {g.share:.0%} ", (g.verdict, VERDICT_STYLE[g.verdict]), (extra, "$text-muted")))
+                              f" {g.share:.0%} ", (g.verdict, VERDICT_STYLE[g.verdict]),
+                              (extra + precision, "$text-muted")))
     if fc.suggestions:
         line(Content.styled(f"to fit {fc.target.name}, keeping the effective batch:", "bold"))
         for s in fc.suggestions:
-            change, _, figure = s.text.rpartition(": ")    # "<change>: 11.4 GiB (fits)"
-            line(Content.assemble("• ", change or s.text, ": " if change else "",
-                                  (figure if change else "", VERDICT_STYLE.get(s.verdict, ""))))
+            figure = gib(s.total) + (f" ({s.verdict})" if s.verdict else "")
+            line(Content.assemble("• ", s.change, ": ", (figure, VERDICT_STYLE.get(s.verdict, ""))))
     if fc.note:
         line(Content.styled(fc.note, "$warning"))
     for note in e.notes:
