@@ -22,14 +22,17 @@ class Placement:
 
 
 def pick_placement(requested: str) -> Placement:
-    if torch.cuda.is_available():
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        auto = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return Placement("cuda", auto if requested == "auto" else requested, names)
-    if requested == "fp16":
-        raise SetupError("training.precision = \"fp16\" needs a GPU; this machine has none",
-                         'use precision = "auto" (fp32 on CPU) or "bf16"')
-    return Placement("cpu", "fp32" if requested == "auto" else requested, ["cpu"])
+    # One resolution for the engine and the estimate (engine/plan/precision.py): "auto" is bf16 from compute
+    # capability 8.0, fp16 below it (torch.cuda.is_bf16_supported() says True on Turing: emulated bf16).
+    from ..plan.precision import PrecisionUnavailable, resolve_precision
+    cuda = torch.cuda.is_available()
+    capability = torch.cuda.get_device_capability() if cuda else None
+    try:
+        precision = resolve_precision(requested, capability, cuda=cuda)
+    except PrecisionUnavailable as exc:
+        raise SetupError(exc.message, exc.hint) from None
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"]
+    return Placement("cuda" if cuda else "cpu", precision, names)
 
 
 def load_tokenizer(model_ref: str, revision: str, trust_remote_code: bool):
