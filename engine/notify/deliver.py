@@ -95,7 +95,7 @@ class Notifier:
                 self.sent.append((notice.event, name))
 
     def _report(self, notice: Notice) -> Path | None:
-        if not self.cfg.attach_report:
+        if not self.cfg.attach_report or self.rules.step is None:   # no step: nothing to chart
             return None
         try:
             from ..report import write_report
