@@ -16,8 +16,9 @@ marker that follows the turn's last piece. When the template writes no end marke
 ends with the reply and the row carries a note (the model will not learn to stop there).
 
 Per-row fallbacks, each counted in `ChatRenderer.notes` and reported by validate/preview/the engine:
-- templates that reject a system role (Gemma 1/2, Mistral v0.1/v0.2): the system prompt is merged into the
-  first user turn ("SYSTEM\\n\\nUSER"), as those models' own documentation does;
+- templates that reject a system role (Gemma 1/2, Mistral v0.1/v0.2) or silently drop it (Phi-3-mini; Mistral
+  v0.3/Nemo, which place it only in a final user turn, so never in training rows): the system prompt is merged
+  into the first user turn ("SYSTEM\\n\\nUSER"), as those models' own documentation does;
 - templates without tool support (no `tool_calls` in the template): tool calls are written into the reply
   as `<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>` (Hermes style), tool results become user
   turns wrapped in `<tool_response>`, and the tool list is prepended to the system prompt;
@@ -43,6 +44,7 @@ END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_tur
 _SENT = re.compile("\ue000([A-Z][0-9]+(?:_[0-9]+)?)\ue001")
 
 NOTE_SYSTEM = "system prompt merged into the first user turn (the template has no system role)"
+NOTE_SYSTEM_DROPPED = "system prompt merged into the first user turn (the template drops it from training rows)"
 NOTE_TOOLS = "tool calls written as <tool_call> JSON text (the template has no tool support)"
 NOTE_NO_END = "a reply the template ends without an end-of-turn marker (the model does not learn to stop there)"
 NOTE_ARGS = "tool-call arguments passed as JSON text (the template concatenates them as strings)"
@@ -108,6 +110,13 @@ class ChatRenderer:
         except RowSkipped:
             raise
         notes += used
+        if not self.no_system and _system_lost(real, msgs):
+            # The template drops the system prompt (Phi-3-mini; Mistral v0.3/Nemo keep it only when the
+            # last message is a user turn, never in training data): put it in the first user turn instead.
+            self.no_system = True
+            msgs = _merge_system(msgs)
+            real, msgs, more = self._render_with_fallbacks(msgs, tools)
+            notes += [NOTE_SYSTEM_DROPPED] + more
         sentinel_msgs, values = _with_sentinels(msgs)
         try:
             sent = self._apply(sentinel_msgs, tools)
@@ -274,6 +283,10 @@ def _with_sentinels(msgs: list[dict]) -> tuple[list[dict], dict[str, str]]:
                 call["function"]["name"] = _s(key)
         out.append(m)
     return out, values
+
+
+def _system_lost(text: str, msgs: list[dict]) -> bool:
+    return any(m["role"] == "system" and m["content"].strip() and m["content"].strip() not in text for m in msgs)
 
 
 def _merge_system(msgs: list[dict]) -> list[dict]:
