@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from .growing_file import GrowingFile
+
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("start", "step", "eval", "backoff", "checkpoint", "log", "end")
 END_STATUSES = ("completed", "stopped", "failed")
@@ -100,6 +102,12 @@ class EventWriter:
         self._f.close()
 
 
+# A line longer than this is skipped by every reader (a runaway log message, a corrupt or hostile file):
+# no reader ever holds more than about this much of one line in memory.
+MAX_LINE_BYTES = 64 << 20
+_CHUNK = 1 << 20
+
+
 def parse_lines(data: bytes) -> tuple[list[dict], int]:
     """Parse complete lines from a chunk; return (events, bytes consumed).
 
@@ -117,63 +125,181 @@ def parse_lines(data: bytes) -> tuple[list[dict], int]:
 
 
 def parse_line(line: bytes | str) -> dict | None:
+    """One event, or None for a line that is blank, not JSON, not an object, nested too deeply or too long."""
+    if len(line) > MAX_LINE_BYTES:
+        return None
     line = line.strip()
-    if not line:
+    if not line or line[:1] not in (b"{", "{"):
         return None
     try:
         event = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: `{"a":[[[[...` nested thousands deep; the json scanner recurses per level.
         return None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return None
     return event
 
 
-def read_all(path: str | Path) -> list[dict]:
-    """Every complete, well-formed event in the file (missing file -> [])."""
+def iter_lines(path: str | Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(offset of the line, the line) for every line from `start` on, streamed in 1 MiB chunks.
+
+    A line over MAX_LINE_BYTES is dropped while it is read (never held whole). The last line is yielded
+    even without its newline. A missing file yields nothing.
+    """
     try:
-        data = Path(path).read_bytes()
+        f = open(path, "rb")
+    except OSError:
+        return
+    with f:
+        f.seek(start)
+        pos, buf, skipping = start, b"", False
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            buf += chunk
+            lo = 0
+            while True:
+                nl = buf.find(b"\n", lo)
+                if nl < 0:
+                    break
+                if not skipping:
+                    yield pos + lo, buf[lo:nl]
+                skipping = False
+                lo = nl + 1
+            pos += lo
+            buf = buf[lo:]
+            if len(buf) > MAX_LINE_BYTES:
+                pos, buf, skipping = pos + len(buf), b"", True
+        if buf and not skipping:
+            yield pos, buf
+
+
+def iter_events(path: str | Path, start: int = 0) -> Iterator[tuple[int, dict]]:
+    """(offset, event) for every well-formed event from `start` on, streamed (constant memory)."""
+    for offset, line in iter_lines(path, start):
+        event = parse_line(line)
+        if event is not None:
+            yield offset, event
+
+
+def read_all(path: str | Path) -> list[dict]:
+    """Every complete, well-formed event in the file (missing file -> []). Streams; skips oversized lines.
+
+    A final line without "\n" is normally torn, but if it parses it was written whole (tests, other tools).
+    """
+    return [e for _, e in iter_events(path)]
+
+
+def read_tail(path: str | Path, enough=lambda events: False, first: int = 64 << 10,
+              limit: int = 8 << 20) -> tuple[list[tuple[int, dict]], int, int]:
+    """The events at the end of the file, read backwards: ([(offset, event), ...] in file order,
+    offset of the first byte read, offset just past the last event read).
+
+    Reads `first` bytes from the end and doubles until `enough(events)` is true, `limit` bytes were read
+    or the start of the file is reached: time and memory depend on `limit`, never on the file's length.
+    A line cut by the window's start is dropped; so is a line longer than the window.
+    """
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return [], 0, 0
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        want = min(first, limit)
+        while True:
+            lo = max(0, size - want)
+            f.seek(lo)
+            data = f.read(size - lo)
+            skip = 0 if lo == 0 else data.find(b"\n") + 1
+            out: list[tuple[int, dict]] = []
+            if skip or lo == 0:
+                pos = skip
+                while pos < len(data):
+                    nl = data.find(b"\n", pos)
+                    stop = len(data) if nl < 0 else nl
+                    event = parse_line(data[pos:stop])
+                    if event is not None:
+                        out.append((lo + pos, event))
+                    pos = stop + 1
+            if lo == 0 or want >= limit or enough([e for _, e in out]):
+                end = lo + len(data)
+                if out and out[-1][0] >= lo + data.rfind(b"\n") + 1 and not data.endswith(b"\n"):
+                    pass   # the unterminated last line parsed: it was written whole, keep it in `end`
+                elif not data.endswith(b"\n"):
+                    end = lo + data.rfind(b"\n") + 1
+                return out, lo, end
+            want = min(want * 2, limit)
+
+
+def complete_end(path: str | Path, size: int) -> int:
+    """Offset just past the last newline in the file's first `size` bytes (where a live reader continues:
+    a line still being written is read once it is whole)."""
+    if size <= 0:
+        return 0
+    try:
+        with open(path, "rb") as f:
+            lo = size
+            while lo > 0:
+                step = min(64 << 10, lo)
+                lo -= step
+                f.seek(lo)
+                nl = f.read(step).rfind(b"\n")
+                if nl >= 0:
+                    return lo + nl + 1
+    except OSError:
+        return 0
+    return 0
+
+
+def read_head(path: str | Path, start: int = 0, limit: int = 1 << 20) -> list[tuple[int, dict]]:
+    """The events in the first `limit` bytes from `start` (a line cut by the window's end is dropped)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(limit)
     except OSError:
         return []
-    events, _ = parse_lines(data)
-    # A final line without "\n" is normally torn, but if it parses it was written whole (tests, other tools).
-    tail = data[data.rfind(b"\n") + 1:]
-    last = parse_line(tail) if tail.strip() else None
-    if last is not None:
-        events.append(last)
-    return events
+    out, pos = [], 0
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            if pos < len(data) and len(data) < limit:   # the file's own last line, unterminated
+                event = parse_line(data[pos:])
+                if event is not None:
+                    out.append((start + pos, event))
+            return out
+        event = parse_line(data[pos:nl])
+        if event is not None:
+            out.append((start + pos, event))
+        pos = nl + 1
 
 
 class EventTail:
     """Incremental reader: each poll() returns the events appended since the last one.
 
-    Reads in chunks from a saved offset; starts over when the file shrank (truncated or replaced).
+    A GrowingFile (engine/growing_file.py) underneath: chunks from a saved offset, whole lines only, and a fresh
+    start when the file is truncated or replaced. `offset` may be set to continue after a fast scan.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.offset = 0
-        self._ino: int | None = None
+        self._file = GrowingFile(self.path)
+
+    @property
+    def offset(self) -> int:
+        return self._file.offset
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self._file.offset = value
 
     def poll(self, max_bytes: int = 64 << 20) -> list[dict]:
-        try:
-            st = os.stat(self.path)
-        except OSError:
+        chunk = self._file.read(max_bytes)
+        if chunk is None:
             return []
-        if st.st_size < self.offset or (self._ino is not None and st.st_ino != self._ino):
-            self.offset = 0
-        self._ino = st.st_ino
-        if st.st_size == self.offset:
-            return []
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(max_bytes)
-        except OSError:
-            return []
-        events, used = parse_lines(data)
-        self.offset += used
-        return events
+        return [e for e in map(parse_line, chunk.lines) if e is not None]
 
 
 def _ends_with_newline(path: Path) -> bool:

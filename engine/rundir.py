@@ -3,36 +3,53 @@
     runs/<id>/run.toml          the resolved profile, frozen at launch
     runs/<id>/events.jsonl      the event stream (engine/events.py)
     runs/<id>/engine.log        the engine's stdout and stderr
-    runs/<id>/engine.pid        {"pid": ..., "create_time": ...}: alive only if both still match
+    runs/<id>/engine.lock       held (flock) by the live engine for its whole life (engine/runlock.py)
+    runs/<id>/engine.pid        {"pid": ..., "create_time": ...}: which process to signal, if both match
+    runs/<id>/heartbeat         touched by the live engine every 2 s, whatever training is doing
+    runs/<id>/segments.json     written by the launcher at each resume: where the newest segment's events
+                                begin and the training time before them (so readers need not scan)
     runs/<id>/checkpoints/      resumable checkpoints (checkpoint-N)
     runs/<id>/adapter/          the final adapter (PEFT format), or model/ for a full fine-tune
+
+Run directories are created 0700 (they hold datasets' rows in logs, adapters and configs).
+
+Statuses and elapsed time: engine/runstate.py.
+
+"Alive" is the lock (runlock.is_held), never a comparison of timestamps; a pid is signalled only when
+engine.pid names it together with a start time that matches the running process.
+
+Reading is cheap whatever a run's length: a small events file is folded whole; a large one (over
+FULL_READ_BYTES) is read at its head (the first start event), at the newest segment's start (from
+segments.json) and at its tail (the recent steps, the latest end): constant time and memory per run.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from . import events as ev
+from . import paths, runlock
 from .errors import TunetopError
-from . import paths
 from .profile import Problem, Profile, ProfileError, dumps, write_atomic
+from .runstate import ACTIVE, RATE_WINDOW, RunState, hung_after_s, stall_min_s  # noqa: F401 (re-exported)
 
 RUN_TOML = "run.toml"
 EVENTS = "events.jsonl"
 LOG = "engine.log"
 PID = "engine.pid"
+HEARTBEAT = "heartbeat"
+SEGMENTS = "segments.json"
 CHECKPOINTS = "checkpoints"
-
-ACTIVE = ("starting", "running")
-RATE_WINDOW = 30  # step events used for the current speed
+OUTPUTS = ("adapter", "model")
+FULL_READ_BYTES = 4 << 20   # events files up to this size are folded whole (exact counts)
+TAIL_LIMIT = 4 << 20        # at most this much of a large file's tail is read
 
 
 class RunError(TunetopError):
@@ -52,20 +69,29 @@ def new_run_id(profile_name: str, root: Path) -> str:
 
 
 def create(profile: Profile, root: Path | None = None) -> Path:
-    """Make a fresh run directory holding the frozen profile. Raises RunError if the root is unusable."""
+    """Make a fresh run directory (mode 0700) holding the frozen profile. RunError if the root is unusable."""
     root = root or paths.runs_root(profile.output.runs_root or None)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not os.access(root, os.W_OK | os.X_OK):
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                raise OSError(errno.EROFS, "the file system is read-only")
             raise PermissionError(f"no write permission on {root}")
         run_dir = root / new_run_id(profile.name, root)
-        run_dir.mkdir()
+        run_dir.mkdir(mode=0o700)
+        os.chmod(run_dir, 0o700)   # whatever the umask: logs, adapters and configs may be private
         header = f"# tunetop run {run_dir.name}: the profile as it was resolved at launch ({profile.source}).\n"
         write_atomic(run_dir / RUN_TOML, header + dumps(profile))
     except OSError as exc:
-        raise RunError(f"cannot create a run directory under {root}: {exc.strerror or exc}",
+        raise RunError(f"cannot create a run directory under {root}: {_why(exc)}",
                        hint="set TUNETOP_HOME or output.runs_root in the profile to a folder you can write") from None
     return run_dir
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    return exc.strerror or str(exc)
 
 
 def load_profile(run_dir: Path) -> Profile:
@@ -91,150 +117,153 @@ def read_pid(run_dir: Path) -> dict | None:
         return None
 
 
-def alive_pid(run_dir: Path) -> int | None:
-    """The engine's pid if that very process is still running (guards against PID reuse)."""
+def verified_pid(run_dir: Path) -> tuple[int, float] | None:
+    """(pid, start time) from engine.pid if that very process is running: the pid file must carry a
+    start time and it must match the process's (guards against PID reuse). Says nothing about the lock."""
     info = read_pid(run_dir)
-    if not info:
-        return None
+    created = info.get("create_time") if info else None
+    if not isinstance(created, (int, float)):
+        return None   # a pid without a verified start time is never trusted (nor signalled)
     try:
         proc = psutil.Process(info["pid"])
-        if info.get("create_time") is not None and abs(proc.create_time() - info["create_time"]) > 1.0:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        if abs(proc.create_time() - created) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
             return None
     except psutil.Error:
         return None
-    return info["pid"]
+    return info["pid"], created
+
+
+def is_alive(run_dir: Path) -> bool:
+    """An engine (or a launcher handing over to one) holds the run's lock."""
+    return runlock.is_held(run_dir)
+
+
+def alive_pid(run_dir: Path) -> int | None:
+    """The engine's pid to signal: the lock is held and engine.pid names a verified, running process."""
+    if not runlock.is_held(run_dir):
+        return None
+    found = verified_pid(run_dir)
+    return found[0] if found else None
+
+
+def heartbeat_time(run_dir: Path) -> float | None:
+    try:
+        return os.stat(run_dir / HEARTBEAT).st_mtime
+    except OSError:
+        return None
+
+
+def has_output(run_dir: Path) -> bool:
+    """The run's final result is on disk (adapter/ or model/, renamed into place whole by the engine)."""
+    return any((run_dir / name).is_dir() and any((run_dir / name).iterdir()) for name in OUTPUTS)
 
 
 # -- state -------------------------------------------------------------------------------------------------
 
-@dataclass
-class RunState:
-    """What the events say about a run, folded incrementally (the dashboard feeds it live)."""
-    run_id: str
-    path: Path
-    profile: str = ""
-    model: str = ""
-    method: str = ""
-    total_steps: int | None = None
-    step: int = 0
-    epoch: float | None = None
-    loss: float | None = None
-    eval_loss: float | None = None
-    lr: float | None = None
-    micro_batch: int | None = None
-    grad_accum: int | None = None
-    started: float | None = None      # first start event (the run's own beginning)
-    segment_start: float | None = None  # latest start event (after a resume)
-    last_t: float | None = None
-    ended: dict | None = None         # the end event of the latest segment
-    last_step: dict | None = None
-    backoffs: int = 0
-    warnings: list[str] = field(default_factory=list)
-    alive: bool = False
-    alive_since: float | None = None   # the live engine's process start time
-    # (t, step, tokens_seen) of recent step events: speeds and ETA come from event timestamps, so they are
-    # right after a reattach too (a progress bar's own clock would start at zero).
-    recent: deque = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
+def read_state(run_dir: Path, alive: bool | None = None) -> RunState:
+    """The run's state from its directory. Cheap for any events file (see the module docstring).
 
-    def apply(self, e: dict) -> None:
-        t, kind = e.get("t"), e.get("type")
-        if isinstance(t, (int, float)):
-            self.last_t = t
-        if kind == "start":
-            self.started = self.started or t
-            self.segment_start = t
-            self.ended = None
-            self.recent.clear()  # a resume starts a new timing segment
-            for key in ("profile", "model", "method", "total_steps", "micro_batch", "grad_accum"):
-                if e.get(key) is not None:
-                    setattr(self, key, e[key])
-        elif kind == "step":
-            self.last_step = e
-            self.step = _int(e.get("step"), self.step)
-            if isinstance(t, (int, float)):
-                self.recent.append((t, self.step, _int(e.get("tokens_seen"), 0)))
-            self.total_steps = _int(e.get("total_steps"), self.total_steps)
-            self.loss = _float(e.get("loss"), self.loss)
-            self.lr = _float(e.get("lr"), self.lr)
-            self.epoch = _float(e.get("epoch"), self.epoch)
-        elif kind == "eval":
-            self.eval_loss = _float(e.get("eval_loss"), self.eval_loss)
-        elif kind == "backoff":
-            self.backoffs += 1
-            after = e.get("after") or {}
-            self.micro_batch = after.get("micro_batch", self.micro_batch)
-            self.grad_accum = after.get("grad_accum", self.grad_accum)
-        elif kind == "log" and e.get("level") in ("warning", "error"):
-            self.warnings.append(str(e.get("message", "")))
-        elif kind == "end":
-            self.ended = e
-            self.step = _int(e.get("step"), self.step)
-
-    @property
-    def status(self) -> str:
-        if self.alive and not self._ended_by_live_process:
-            return "running" if self.segment_start and not self.ended else "starting"
-        if self.ended:
-            status = self.ended.get("status")
-            return status if status in ev.END_STATUSES else "failed"
-        # No end event and no live process: the engine died (kill -9, power loss, OOM killer).
-        return "interrupted" if self.started else "failed to start"
-
-    @property
-    def _ended_by_live_process(self) -> bool:
-        # An engine that wrote `end` may take a moment to exit; the run is over all the same. An end event
-        # older than the live process belongs to an earlier segment (the process is a resume).
-        return bool(self.ended) and self.alive_since is not None and self.ended.get("t", 0) >= self.alive_since
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
-    def steps_per_s(self) -> float | None:
-        if len(self.recent) < 2:
-            return None
-        (t0, s0, _), (t1, s1, _) = self.recent[0], self.recent[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        if len(self.recent) < 2:
-            return None
-        (t0, _, k0), (t1, _, k1) = self.recent[0], self.recent[-1]
-        return (k1 - k0) / (t1 - t0) if t1 > t0 and k1 > k0 else None
-
-    @property
-    def eta_s(self) -> float | None:
-        rate = self.steps_per_s
-        if not rate or not self.total_steps or not self.active:
-            return None
-        return max(0.0, (self.total_steps - self.step) / rate)
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        end = time.time() if self.alive else (self.last_t or self.started)
-        return max(0.0, end - self.started)
-
-
-def read_state(run_dir: Path) -> RunState:
+    `alive` overrides the lock probe (the launcher asks while it holds the lock itself).
+    """
     state = RunState(run_id=run_dir.name, path=run_dir)
-    for e in ev.read_all(run_dir / EVENTS):
-        state.apply(e)
-    refresh_alive(state)
+    path = run_dir / EVENTS
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size, state.events_missing = 0, True
+    seg = read_segments(run_dir)
+    state.segment_offset = seg["offset"] if seg and seg["offset"] <= size else None
+    if size <= FULL_READ_BYTES:
+        for offset, e in ev.iter_events(path):
+            state.apply(e)
+            if e.get("type") == "end":
+                state.end_offset = offset
+        state.read_offset = ev.complete_end(path, size)
+    else:
+        _read_large(state, path, size)
+    state.output = has_output(run_dir)
+    state.checkpointed = last_checkpoint(run_dir) is not None
+    refresh_alive(state, alive)
     if not state.profile:
         state.profile = profile_name(run_dir)
     return state
 
 
-def refresh_alive(state: RunState) -> None:
-    pid = alive_pid(state.path)
-    state.alive = pid is not None
-    state.alive_since = (read_pid(state.path) or {}).get("create_time") if pid else None
+def _read_large(state: RunState, path: Path, size: int) -> None:
+    """Head + newest segment start + tail of a large events file (constant time and memory)."""
+    state.partial = True
+    first = next((e for _, e in ev.read_head(path) if e.get("type") == "start"), None)
+    seg = read_segments(state.path)
+    seg_offset = seg["offset"] if seg and seg["offset"] <= size else 0
+
+    def enough(events: list[dict]) -> bool:   # the tail window holds a start, or a full rate window
+        return sum(1 for e in events if e.get("type") == "step") >= RATE_WINDOW or any(
+            e.get("type") == "start" for e in events)
+
+    tail, tail_lo, tail_end = ev.read_tail(path, enough, limit=TAIL_LIMIT)
+    if first is not None:
+        state.apply(first)
+    if seg_offset and seg_offset >= tail_lo:
+        # The newest segment starts inside the tail window: fold it from there, exactly.
+        state.closed_s, state.segment_start = seg["closed_s"], None
+        tail = [(o, e) for o, e in tail if o >= seg_offset]
+    else:
+        if seg_offset:
+            latest = next((e for _, e in ev.read_head(path, seg_offset) if e.get("type") == "start"), None)
+            if latest is not None:
+                state.closed_s, state.segment_start = seg["closed_s"], None
+                state.apply(latest)
+        # The events between the segment's start and the tail window are not read; a start inside the
+        # tail (an in-place relaunch) closes the segment at the first event the tail shows.
+        if tail:
+            state.last_t = tail[0][1].get("t", state.last_t)
+    for offset, e in tail:
+        if e is first:
+            continue
+        state.apply(e)
+        if e.get("type") == "end":
+            state.end_offset = offset
+    state.read_offset = tail_end
+
+
+def refresh_alive(state: RunState, alive: bool | None = None) -> None:
+    state.alive = is_alive(state.path) if alive is None else alive
+    found = verified_pid(state.path) if state.alive else None
+    state.alive_since = found[1] if found else None
+    state.heartbeat_t = heartbeat_time(state.path) if state.alive else None
+
+
+# -- segments: where the newest segment's events begin ----------------------------------------------------
+
+def read_segments(run_dir: Path) -> dict | None:
+    try:
+        data = json.loads((run_dir / SEGMENTS).read_text())
+    except (OSError, ValueError):
+        return None
+    if (isinstance(data, dict) and isinstance(data.get("offset"), int) and data["offset"] >= 0
+            and isinstance(data.get("closed_s"), (int, float))):
+        return data
+    return None
+
+
+def record_segment(run_dir: Path) -> None:
+    """Before an engine is (re)started on the run: note where its events will begin and the training time
+    of everything before. Scans only the events since the previous record (once per segment in all).
+    Called by the launcher while it holds the run's lock, so no engine appends meanwhile."""
+    path = run_dir / EVENTS
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0
+    prev = read_segments(run_dir)
+    start = prev["offset"] if prev and prev["offset"] <= size else 0
+    state = RunState(run_id=run_dir.name, path=run_dir)
+    state.closed_s = prev["closed_s"] if start else 0.0
+    for _, e in ev.iter_events(path, start):
+        state.apply(e)
+    closed = state.closed_s + (max(0.0, state.last_t - state.segment_start)
+                               if state.segment_start is not None and state.last_t is not None else 0.0)
+    write_atomic(run_dir / SEGMENTS, json.dumps({"v": 1, "offset": size, "closed_s": round(closed, 3)}))
 
 
 def profile_name(run_dir: Path) -> str:
@@ -283,27 +312,16 @@ def resolve(ref: str, root: Path | None = None) -> Path:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    ckpts = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-             and (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    from .checkpoints import last_checkpoint  # the newest complete, verified one (engine/checkpoints.py)
+    return last_checkpoint(run_dir)
 
 
 def delete(run_dir: Path) -> None:
-    if alive_pid(run_dir) is not None:
+    if is_alive(run_dir):
         raise RunError(f"run {run_dir.name} is still running", hint=f"stop it first (`tunetop stop {run_dir.name}`)")
     shutil.rmtree(run_dir)
 
 
-def _int(v, default):
-    return v if isinstance(v, int) and not isinstance(v, bool) else default
-
-
-def _float(v, default):
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else default
-
-
-__all__ = ["RunError", "RunState", "create", "read_state", "list_runs", "resolve", "alive_pid", "write_pid",
-           "read_pid", "last_checkpoint", "delete", "load_profile", "Problem"]
+__all__ = ["RunError", "RunState", "ACTIVE", "is_alive", "verified_pid", "record_segment", "create", "read_state",
+           "list_runs", "resolve", "alive_pid", "write_pid", "read_pid", "last_checkpoint", "delete", "load_profile",
+           "Problem", "hung_after_s", "stall_min_s", "heartbeat_time", "has_output"]

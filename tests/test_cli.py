@@ -62,7 +62,7 @@ def test_dataset_missing(home, make_profile, tmp_path):
 
 @pytest.mark.parametrize("content,needles", [
     ("", ["empty.jsonl: the dataset is empty"]),
-    ('{"question": "q", "answer": "a"}\n', ["cannot tell the data format", "answer, question", "data.format"]),
+    ('{"question": "q", "answer": "a"}\n', ["cannot tell the data format", "answer, question", "[data]"]),
     ('{"instruction": "a"}\n{"instruction": "b", "output": ""}\n',
      ["no usable rows in the alpaca format (0 of 2)", 'empty.jsonl:1: missing "output"',
       'empty.jsonl:2: "output" is empty']),

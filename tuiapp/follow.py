@@ -1,18 +1,31 @@
 """Follow a run in a plain terminal (`tunetop run`, `tunetop watch`): a progress line plus every notable
-event (evaluations, checkpoints, backoffs, warnings) and the final result."""
+event (evaluations, checkpoints, backoffs, warnings) and the final result.
+
+Following starts from the run's current state, read cheaply from the head and tail of events.jsonl
+(engine/rundir.py), then tails the file from there: a long history is not replayed.
+
+The progress line fits the terminal's width (redrawn in place, so it must never wrap). Fields, most
+important first: step/total, ETA, status note (hung/stalled), loss, step/s, lr, tok/s, elapsed, and the
+bar. When the line is too long, fields are dropped in this order: elapsed, tok/s, lr, step/s; then the bar
+shrinks (24 -> 8 cells) and goes; then loss and the note shorten away. Step/total and ETA always stay.
+"""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from engine import rundir
+from engine.errors import render_text
 from engine.events import EventTail
 
 from . import fmt
 
+BAR_CELLS = (24, 16, 8)
 
-def describe(e: dict) -> str | None:
+
+def describe(e: dict, state: rundir.RunState | None = None) -> str | None:
     """One line for an event worth printing on its own line (steps go to the progress line)."""
     kind = e.get("type")
     if kind == "start":
@@ -32,70 +45,134 @@ def describe(e: dict) -> str | None:
     if kind == "end":
         status = e.get("status")
         if status == "failed":
-            hint = f"\n  hint: {e['hint']}" if e.get("hint") else ""
-            return f"failed: {e.get('error')}{hint}"
+            return render_text(_Failure(str(e.get("error")), str(e.get("hint") or "")), prefix="failed: ")
         loss = f", final loss {fmt.number(e.get('final_loss'))}" if e.get("final_loss") is not None else ""
-        return f"{status}: step {e.get('step')}/{e.get('total_steps')}{loss} in {fmt.duration(e.get('runtime_s'))}" + (
+        # Elapsed: the run's training time over all its segments (one definition: RunState.elapsed).
+        took = state.elapsed if state is not None and state.elapsed is not None else e.get("runtime_s")
+        return f"{status}: step {e.get('step')}/{e.get('total_steps')}{loss} in {fmt.duration(took)}" + (
             f"\n  {e['hint']}" if e.get("hint") else "")
     return None
 
 
-def progress_line(state: rundir.RunState, width: int = 24) -> str:
+class _Failure(Exception):
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def progress_line(state: rundir.RunState, width: int | None = None) -> str:
+    """The progress line, fitted to `width` columns (None: every field, full bar)."""
     total = state.total_steps or 0
     frac = state.step / total if total else 0.0
-    parts = [f"[{fmt.bar(frac, width)}] {state.step}/{total or '?'}",
-             f"loss {fmt.number(state.loss)}", f"lr {fmt.number(state.lr, 3)}",
-             fmt.rate(state.steps_per_s, "step/s"), fmt.rate(state.tokens_per_s, "tok/s"),
-             f"ETA {fmt.duration(state.eta_s)}"]
-    return "  ".join(parts)
+    counter = f"{state.step}/{total or '?'}"
+    eta = f"ETA {fmt.duration(state.eta_s)}"
+    status = state.status
+    note = f"{status.upper()}: {state.note}" if status in ("hung", "stalled") and state.note else (
+        status.upper() if status in ("hung", "stalled") else "")
+    loss = f"loss {fmt.number(state.loss)}"
+    optional = [("step/s", fmt.rate(state.steps_per_s, "step/s")), ("lr", f"lr {fmt.number(state.lr, 3)}"),
+                ("tok/s", fmt.rate(state.tokens_per_s, "tok/s")),
+                ("elapsed", f"elapsed {fmt.duration(state.elapsed)}")]
+    drop_order = ["elapsed", "tok/s", "lr", "step/s"]
+
+    def build(cells: int | None, keep: set[str], with_loss: bool = True, with_note: str = note) -> str:
+        head = f"[{fmt.bar(frac, cells)}] {counter}" if cells else counter
+        parts = [head, eta] + ([with_note] if with_note else []) + ([loss] if with_loss else [])
+        parts += [text for key, text in optional if key in keep]
+        return "  ".join(parts)
+
+    keep = {key for key, _ in optional}
+    if width is None:
+        return build(BAR_CELLS[0], keep)
+    for key in [None, *drop_order]:
+        if key:
+            keep.discard(key)
+        line = build(BAR_CELLS[0], keep)
+        if len(line) <= width:
+            return line
+    for cells in (*BAR_CELLS[1:], 0):
+        line = build(cells, keep)
+        if len(line) <= width:
+            return line
+    for line in (build(0, keep, with_loss=False), build(0, keep, False, status.upper() if note else ""),
+                 build(0, keep, False, "")):
+        if len(line) <= width:
+            return line
+    return line[:max(1, width)]
 
 
-def follow(run_dir: Path, out=sys.stdout, poll_s: float = 0.5, from_start: bool = True) -> rundir.RunState:
+def _columns(out) -> int | None:
+    """The terminal's width now (it may be resized while we follow); None when not a terminal."""
+    try:
+        if not out.isatty():
+            return None
+        return shutil.get_terminal_size((80, 24)).columns
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+def follow(run_dir: Path, out=sys.stdout, poll_s: float = 0.5) -> rundir.RunState:
     """Print a run's progress until it ends (or its engine dies). Returns the final state.
 
     Ctrl+C leaves this loop (KeyboardInterrupt propagates to the caller); the run is not touched.
     """
     tty = out.isatty()
-    state = rundir.RunState(run_id=run_dir.name, path=run_dir)
+    state = rundir.read_state(run_dir)
     tail = EventTail(run_dir / rundir.EVENTS)
-    if not from_start:
-        for e in tail.poll():
-            state.apply(e)
-    last_printed_step = -1
-    drawn = False
+    tail.offset = state.read_offset
+    if state.start_event:
+        out.write((describe(state.start_event) or "") + "\n")
+    last_printed, drawn, said_missing, printed_end = None, False, False, False
     while True:
         rundir.refresh_alive(state)
         batch = tail.poll()
         for e in batch:
             state.apply(e)
-            line = describe(e)
+            line = describe(e, state)
+            printed_end = printed_end or e.get("type") == "end"
             if line:
                 if drawn:
                     out.write("\r\033[K")
                     drawn = False
                 out.write(line + "\n")
-        if state.step != last_printed_step and state.last_step is not None:
-            last_printed_step = state.step
+        if not said_missing and state.alive and not (run_dir / rundir.EVENTS).exists():
+            said_missing = True
+            out.write(("\r\033[K" if drawn else "") + f"note: {run_dir / rundir.EVENTS} is gone; the engine is "
+                      "still alive but its progress cannot be shown\n")
+            drawn = False
+        shown = (state.step, state.status)
+        if shown != last_printed and state.last_step is not None:
+            last_printed = shown
             if tty:
-                out.write("\r\033[K" + progress_line(state))
+                out.write("\r\033[K" + progress_line(state, _columns(out)))
                 drawn = True
             else:
                 out.write(progress_line(state) + "\n")
         out.flush()
         if (state.ended and not state.active) or (not state.alive and not batch):
-            # Dead without an end event: give the writer one more poll, then report.
-            for e in tail.poll():
-                state.apply(e)
-                line = describe(e)
-                if line:
-                    out.write(("\n" if drawn else "") + line + "\n")
-                    drawn = False
-            if drawn:
-                out.write("\n")
-            if not state.ended and not state.alive:
-                out.write(f"interrupted: the engine of {run_dir.name} is gone without finishing "
-                          f"(killed, or the machine went down)\n  hint: `tunetop resume {run_dir.name}` continues "
-                          "from the last checkpoint; `tunetop logs` shows what it printed\n")
-            out.flush()
-            return state
+            return _finish(run_dir, state, tail, out, drawn, printed_end)
         time.sleep(poll_s)
+
+
+def _finish(run_dir: Path, state: rundir.RunState, tail: EventTail, out, drawn: bool,
+            printed_end: bool) -> rundir.RunState:
+    # Dead without an end event: give the writer one more poll, then report.
+    for e in tail.poll():
+        state.apply(e)
+        line = describe(e, state)
+        printed_end = printed_end or e.get("type") == "end"
+        if line:
+            out.write(("\n" if drawn else "") + line + "\n")
+            drawn = False
+    if state.ended and not printed_end:   # it had ended before we started following
+        out.write(("\n" if drawn else "") + (describe(state.ended, state) or "") + "\n")
+        drawn = False
+    if drawn:
+        out.write("\n")
+    if not state.ended and not state.alive and state.status != "completed":
+        out.write(render_text(_Failure(
+            f"interrupted: the engine of {run_dir.name} is gone without finishing (killed, or the machine "
+            "went down)", f"`tunetop resume {run_dir.name}` continues from the last checkpoint; "
+            "`tunetop logs` shows what it printed"), prefix="") + "\n")
+    out.flush()
+    return state
