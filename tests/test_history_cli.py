@@ -1,0 +1,85 @@
+"""History: `tunetop ls` filters, sorts and shows disk use; `prune` and `rm` free space after asking."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from engine import rundir
+
+from .overnight_runs import overnight
+
+
+@pytest.fixture(scope="module")
+def o():
+    return overnight()
+
+
+def _ids(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+
+
+@pytest.mark.slow
+def test_ls_filters_sorts_and_shows_disk_use(o):
+    every = o.cli("ls")
+    assert every.returncode == 0 and "DISK" in every.stdout.splitlines()[0]
+    assert len(_ids(every.stdout)) == 4 and "KiB" in every.stdout
+    done = o.cli("ls", "--status", "completed")
+    assert _ids(done.stdout) == [o.runs["completed"].name]
+    failed = o.cli("ls", "--status", "failed,stopped")
+    assert sorted(_ids(failed.stdout)) == sorted(o.runs[n].name for n in ("nan", "stopped", "failed"))
+    assert _ids(o.cli("ls", "--profile", "nan").stdout) == [o.runs["nan"].name]
+    assert len(_ids(o.cli("ls", "--since", "2h").stdout)) == 4
+    assert "no run matches" in o.cli("ls", "--since", "2099-01-01").stdout
+    by_disk = _ids(o.cli("ls", "--sort", "disk").stdout)
+    assert by_disk[0] == o.runs["completed"].name and by_disk[-1] == o.runs["failed"].name
+    bad = o.cli("ls", "--status", "complete")
+    assert bad.returncode == 2 and 'did you mean "completed"?' in bad.stderr
+    assert o.cli("ls", "--since", "yesterday").returncode == 2
+    assert 'did you mean "loss"?' in o.cli("ls", "--sort", "los").stderr
+
+
+@pytest.fixture
+def copies(o, tmp_path):
+    """Copies of the finished runs in a private home: prune and rm change them."""
+    runs = tmp_path / "home" / "runs"
+    for run in o.runs.values():
+        shutil.copytree(run, runs / run.name, ignore=shutil.ignore_patterns("engine.lock"))
+    return {**o.env, "TUNETOP_HOME": str(tmp_path / "home")}, runs
+
+
+@pytest.mark.slow
+def test_prune_keeps_only_the_last_complete_checkpoint_after_asking(o, copies):
+    env, runs = copies
+    run = runs / o.runs["completed"].name
+    def ckpts():
+        return sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
+    assert ckpts() == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    asked = _cli(o, env, "prune", run.name)
+    assert asked.returncode == 2 and "add --yes" in asked.stderr
+    assert len(ckpts()) == 3          # nothing deleted without an answer
+    done = _cli(o, env, "prune", run.name, "--yes")
+    assert done.returncode == 0 and "kept checkpoint-6" in done.stdout, done.stderr
+    assert ckpts() == ["checkpoint-6"]
+    assert rundir.last_checkpoint(run).name == "checkpoint-6"
+    again = _cli(o, env, "prune", run.name, "--yes")
+    assert "nothing to prune" in again.stdout
+    none = _cli(o, env, "prune", o.runs["failed"].name, "--yes")
+    assert none.returncode == 2 and "no complete checkpoint" in none.stderr
+
+
+@pytest.mark.slow
+def test_rm_deletes_a_finished_run_after_asking(o, copies):
+    env, runs = copies
+    name = o.runs["stopped"].name
+    asked = _cli(o, env, "rm", name)
+    assert asked.returncode == 2 and "add --yes" in asked.stderr and (runs / name).exists()
+    done = _cli(o, env, "rm", name, "--yes")
+    assert done.returncode == 0 and not (runs / name).exists()
+    assert name not in _cli(o, env, "ls").stdout
+    assert _cli(o, env, "rm", "no-such-run", "--yes").returncode == 2
+
+
+def _cli(o, env, *args):
+    from .conftest import run_cli
+    return run_cli(*args, env=env)
