@@ -150,14 +150,14 @@ def fits_per_gpu(profile, strategy: str, world_size: int, gpu_bytes: int) -> boo
     """Does the profile's estimate per GPU fit gpu_bytes under the strategy? None: no estimate for this model."""
     try:
         from ..plan.model_config import resolve_config
-        from ..plan.profile_estimate import run_estimate, settings_of
+        from ..plan.profile_estimate import estimate_kwargs, settings_of
         model = resolve_config(profile.model.name_or_path, profile.model.revision)
         if model.config is None:
             return None
-        settings = settings_of(profile)
-        est = run_estimate(model.config, settings)
-        placed = per_gpu(est, model.config, strategy, world_size, precision=settings.precision,
-                         double_quant=settings.double_quant)
+        kwargs = estimate_kwargs(settings_of(profile))
+        est = vram.estimate(model.config, **kwargs)
+        placed = per_gpu(est, model.config, strategy, world_size, precision=kwargs["precision"],
+                         double_quant=kwargs["double_quant"])
     except (ValueError, KeyError):
         return None
     return vram.verdict(placed.peak, gpu_bytes) != "does not fit"

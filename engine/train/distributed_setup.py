@@ -126,6 +126,8 @@ def _watch_agent(r: Ranks) -> None:
     """torchrun starts each rank in its own session: a kill -9 of the agent would orphan the ranks, which
     would train on (or wait in a collective) with nobody to collect them. Leave as soon as the parent is gone."""
     parent = os.getppid()
+    print(f"rank {r.rank} of {r.world_size} (node {r.node_rank}, pid {os.getpid()}): watching the torchrun agent "
+          f"(pid {parent})", file=sys.stderr, flush=True)
 
     def watch():
         while True:
@@ -258,7 +260,7 @@ def _device_name(device) -> str:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         physical = visible.split(",")[index] if visible and index < len(visible.split(",")) else str(index)
         return f"cuda:{physical} {torch.cuda.get_device_name(index)}"
-    return str(device)
+    return device.type
 
 
 # -- resuming on another world size ----------------------------------------------------------------------

@@ -59,6 +59,8 @@ def load_model(profile, placement: Placement):
     else:
         # fp16 mixed precision needs fp32 master weights (GradScaler refuses fp16 parameters).
         kwargs["dtype"] = torch.float32 if placement.precision == "fp16" else placement.dtype
+    from .distributed_setup import apply_model_kwargs
+    apply_model_kwargs(kwargs, method.type, placement)   # DDP/FSDP ranks' devices, model_parallel's map
     model = AutoModelForCausalLM.from_pretrained(m.name_or_path, **kwargs)
     if method.type == "full":
         return model
