@@ -21,11 +21,11 @@ def build_trainer(method: str = "lora", packing: bool = False, micro_batch: int 
     casts them to bf16 and the comparison is meant in fp32)."""
     import torch
     from datasets import Dataset
-    from trl import SFTConfig
 
     from engine.data import load_data
     from engine.profile.schema import Profile
     from engine.train.model import load_model, load_tokenizer, pick_placement
+    from engine.train.sft_config import build_sft_config
     from engine.train.tokenize import ensure_chat_template, tokenize_rows
     from engine.train.trainer import TunetopTrainer
 
@@ -38,7 +38,7 @@ def build_trainer(method: str = "lora", packing: bool = False, micro_batch: int 
     p.method.lora_r, p.method.lora_alpha, p.method.lora_dropout = 8, 16, 0.0
     t = p.training
     t.micro_batch, t.grad_accum, t.max_seq_len, t.packing = micro_batch, grad_accum, max_seq_len, packing
-    t.gradient_checkpointing, t.optimizer, t.precision = False, "adamw_torch", "fp32"
+    t.gradient_checkpointing, t.optimizer, t.precision, t.seed = False, "adamw_torch", "fp32", 0
     for k, v in training.items():
         setattr(t, k, v)
     report = load_data(p.data)
@@ -49,13 +49,10 @@ def build_trainer(method: str = "lora", packing: bool = False, micro_batch: int 
     placement = pick_placement("fp32")
     torch.manual_seed(0)
     model = load_model(p, placement)
-    cfg = SFTConfig(output_dir=str(tmp or "/tmp/tunetop-grad"), per_device_train_batch_size=micro_batch,
-                    per_device_eval_batch_size=micro_batch,
-                    gradient_accumulation_steps=grad_accum, max_length=max_seq_len, packing=packing,
-                    completion_only_loss=True, report_to="none", use_cpu=True, disable_tqdm=True,
-                    optim="adamw_torch", seed=0, data_seed=0, include_num_input_tokens_seen="non_padding",
-                    gradient_checkpointing=False, dataloader_num_workers=0, bf16=False, fp16=False,
-                    **(config or {}))
+    # The engine's own SFTConfig (engine/train/sft_config.py), pointed at `tmp`.
+    cfg = build_sft_config(p, tmp or "/tmp/tunetop-grad", placement, micro_batch=micro_batch,
+                           grad_accum=grad_accum, data_format=report.format, has_eval=evals is not None,
+                           **(config or {}))
     extra = {} if trainer_class is not None else {"profile": p, "writer": writer}
     trainer = (trainer_class or TunetopTrainer)(
         model=model, args=cfg, train_dataset=Dataset.from_list(data.rows),

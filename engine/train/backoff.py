@@ -1,6 +1,6 @@
 """Out-of-memory backoff: the state, the ladder, the messages, and the relaunch (light: no torch at import).
 
-How it works (the heavy parts live in trainer.py, backoff_split.py and probe.py):
+How it works (the heavy parts live in trainer.py, backoff_split.py, eval_backoff.py and probe.py):
 
 * The dataloader's micro-batch (``micro_batch`` rows) and ``grad_accum`` never change during a run. On an
   out-of-memory error inside a training step, the same micro-batch is run again as ``split`` row-chunks,
@@ -30,6 +30,9 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..errors import TunetopError
+from . import faults
+
 EXIT_OOM = 3            # the ladder is exhausted: the run failed, its last completed step is resumable
 EXIT_RELAUNCH = 75      # (EX_TEMPFAIL) relaunch wanted but not done here (TUNETOP_NO_RELAUNCH=1 or torchrun)
 STATE_FILE = "tunetop_backoff.json"   # in each checkpoint-N/
@@ -38,19 +41,17 @@ MAX_RELAUNCHES = 4
 MAX_GROW_FAILURES = 3
 SEQ_LEN_FLOOR = 16
 
-# Test hooks (do nothing when unset). See trainer.py for their exact meaning.
-FAULT_TOKENS = "TUNETOP_FAULT_OOM_TOKENS"          # training forward over more than N tokens (rows x padded length)
-FAULT_EVAL_TOKENS = "TUNETOP_FAULT_OOM_EVAL_TOKENS"  # the same for evaluation forwards
-FAULT_STEPS = "TUNETOP_FAULT_OOM_STEPS"            # "3,7:forward": one OOM at these steps (default: mid-backward)
-FAULT_OPTIMIZER = "TUNETOP_FAULT_OOM_OPTIMIZER"    # "6": OOM inside optimizer step 6 (first process only)
-FAULT_RANK = "TUNETOP_FAULT_OOM_RANK"              # "1": the step faults fire on rank 1 only
+# Test hooks (do nothing when unset): documented in faults.py, with every other TUNETOP_FAULT_* hook.
+FAULT_TOKENS = faults.OOM_TOKENS
+FAULT_EVAL_TOKENS = faults.OOM_EVAL_TOKENS
+FAULT_STEPS = faults.OOM_STEPS
+FAULT_OPTIMIZER = faults.OOM_OPTIMIZER
+FAULT_RANK = faults.OOM_RANK
 NO_RELAUNCH = "TUNETOP_NO_RELAUNCH"                # "1": exit with EXIT_RELAUNCH instead of re-executing
 RELAUNCH_COUNT = "TUNETOP_RELAUNCH"                # set by the engine on the process it re-executes
 
 
-def env_int(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+env_int = faults.env_int
 
 
 @dataclass
@@ -187,14 +188,11 @@ def oom_text(memory: int | None, where: str = "") -> str:
 
 # -- errors that end (or restart) the engine ------------------------------------------------------------
 
-class OOMExhausted(Exception):
+class OOMExhausted(TunetopError):
     """Every rung was tried; the message names them, the hint says what to change. Exit status EXIT_OOM."""
 
+    exit_code = 1
     exit_status = EXIT_OOM
-
-    def __init__(self, message: str, hint: str):
-        super().__init__(message)
-        self.hint = hint
 
 
 class RelaunchRequest(Exception):

@@ -1,6 +1,6 @@
 """The mechanics of an exact split: cut a collated batch into row-chunks (padded) or document-chunks
 (packed / padding-free), save and restore gradients around an attempt, undo SFTTrainer's per-call side
-effects, agree across ranks, and check that memory really came back.
+effects, save and restore the random generators, agree across ranks, and check that memory really came back.
 
 Exactness rests on one fact (DESIGN.md): with ``num_items_in_batch`` counted over the whole accumulation
 window, the loss of a micro-batch is a plain sum of token losses divided by a constant, so chunks summed
@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import psutil
 import torch
@@ -255,6 +256,53 @@ def scale_grads(params: list, factor: float) -> None:
     for p in params:
         if p.grad is not None:
             p.grad.mul_(factor)
+
+
+# -- one failed attempt ------------------------------------------------------------------------------------
+
+@dataclass
+class Failure:
+    error: str                 # first line of the exception
+    phase: str                 # forward | backward | optimizer step | saving a checkpoint | ...
+    memory: int | None         # bytes in use when it happened
+    chunk: int = 0             # which chunk of the micro-batch failed
+    restored: bool = True      # gradients are back to what they were before the attempt
+    released: bool = True      # allocated memory is back at the attempt's baseline
+    allocated_now: int | None = None
+    baseline: int | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException, phase: str, chunk: int = 0) -> "Failure":
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return cls(error=text, phase=phase, memory=memory_in_use(), chunk=chunk)
+
+
+class PeerFailed(Exception):
+    """Another rank ran out of memory in this forward; every rank abandons the attempt together."""
+
+
+# -- random number generators ------------------------------------------------------------------------------
+
+def rng_state() -> dict:
+    """Every generator a step draws from (dropout, sampling): the probe and an emergency save put it back."""
+    import random
+
+    import numpy as np
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.random.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # -- SFTTrainer's per-call side effects --------------------------------------------------------------------

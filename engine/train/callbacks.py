@@ -8,6 +8,7 @@ import psutil
 import torch
 from transformers import TrainerCallback
 
+from . import faults
 from .stop import StopRequest
 
 
@@ -19,6 +20,19 @@ class GracefulStop(TrainerCallback):
         if self.stop.requested:
             control.should_save = True           # a resumable checkpoint of this very step
             control.should_training_stop = True
+        return control
+
+
+class RunDirWatch(TrainerCallback):
+    """At each step boundary: the slowed-step test hook, then stop if the run directory was deleted or moved
+    (guard.py) before anything of this step (event, checkpoint) is written into it."""
+
+    def __init__(self, guard):
+        self.guard = guard
+
+    def on_step_end(self, args, state, control, **kwargs):
+        faults.slow_step(state.global_step)
+        self.guard.check()
         return control
 
 

@@ -1,5 +1,7 @@
 """Before step 1: restore the backoff state of a resumed run, consult the fit cache, and probe.
 
+ProbeMixin is part of TunetopTrainer's class hierarchy (trainer.py lists the mixins).
+
 The probe runs one forward and backward on the worst-case micro-batch (the longest rows of the training
 set, collated like a real batch) with the split the run would start with. If it runs out of memory, the
 ladder climbs right there (``backoff`` events with step 0), so a configuration that cannot fit is found in
@@ -21,41 +23,318 @@ import torch
 
 from .. import fitcache
 from . import backoff as bk
-from .backoff_split import SideEffects, device_name_and_memory, on_cuda, release, split_refusal, truncate, units
+from .backoff_split import (SideEffects, device_name_and_memory, on_cuda, release, rng_state, set_rng_state,
+                            split_refusal, truncate, units)
 
 
-def prepare(trainer, checkpoint) -> None:
-    bo = trainer.bo
-    chosen = _restore(trainer, checkpoint)
-    trainer._fit_key = _fit_key(trainer)
-    if chosen is None and not bo.auto:
-        _apply_fit_cache(trainer)
-    if bo.gradient_checkpointing:
-        trainer._set_gc(True)
-    probe(trainer)
-    _update_start_info(trainer)
+class ProbeMixin:
+    """TunetopTrainer's start: the resumed backoff state, the fit cache, the probe and the auto search.
 
+    It uses the trainer's own attempt and ladder (`_attempt`, `_eval_attempt`, `_eval_backoff`, `_emit`,
+    `_exhausted`) because it is the trainer: one class hierarchy, no reaching into another object.
+    """
 
-# -- resume ------------------------------------------------------------------------------------------------------
+    def _prepare_before_step_1(self, checkpoint) -> None:
+        bo = self.bo
+        chosen = self._restore_backoff(checkpoint)
+        self._fit_key = self._make_fit_key()
+        if chosen is None and not bo.auto:
+            self._apply_fit_cache()
+        if bo.gradient_checkpointing:
+            self._set_gc(True)
+        self._probe()
+        self._update_start_info()
 
-def _restore(trainer, checkpoint):
-    """A checkpoint's backoff state, or the relaunch override when it is newer (it was written after the
-    checkpoint, by the process that could not go on)."""
-    bo = trainer.bo
-    saved = bk.read_state(Path(checkpoint) / bk.STATE_FILE) if checkpoint else None
-    saved_step = saved.step if saved else _checkpoint_step(checkpoint)
-    override = bk.read_state(trainer.tt_run_dir / bk.OVERRIDE_FILE) if trainer.tt_run_dir else None
-    chosen = override if override is not None and override.step >= saved_step else saved
-    if chosen is None:
+    # -- resume ----------------------------------------------------------------------------------------------
+
+    def _restore_backoff(self, checkpoint):
+        """A checkpoint's backoff state, or the relaunch override when it is newer (it was written after the
+        checkpoint, by the process that could not go on)."""
+        bo = self.bo
+        saved = bk.read_state(Path(checkpoint) / bk.STATE_FILE) if checkpoint else None
+        saved_step = saved.step if saved else _checkpoint_step(checkpoint)
+        override = bk.read_state(self.tt_run_dir / bk.OVERRIDE_FILE) if self.tt_run_dir else None
+        chosen = override if override is not None and override.step >= saved_step else saved
+        if chosen is None:
+            return None
+        before = bo.settings()
+        bo.adopt(chosen)
+        after = bo.settings()
+        source = bk.OVERRIDE_FILE if chosen is override else f"{Path(checkpoint).name}/{bk.STATE_FILE}"
+        if after != before:
+            self._log(f"resuming with the sizes that worked ({source}): "
+                      f"{bk.change_text(before, after, bo.effective_batch)}")
+        return chosen
+
+    # -- the fit cache ---------------------------------------------------------------------------------------
+
+    def _make_fit_key(self):
+        if self.tt_profile is None:
+            return None
+        name, memory = device_name_and_memory()
+        return fitcache.shape_key(self.tt_profile, name, memory, bk.env_int(bk.FAULT_TOKENS))
+
+    def _record_fit(self, *, fits: int | None = None, fails: int | None = None,
+                    gradient_checkpointing: bool) -> None:
+        if self._fit_key is not None and self.is_world_process_zero():
+            fitcache.record(self._fit_key, gradient_checkpointing, fits=fits, fails=fails)
+
+    def _apply_fit_cache(self) -> None:
+        """A fixed micro-batch the cache knows to fail: start at the size that worked, and say so."""
+        bo = self.bo
+        if self._fit_key is None:
+            return
+        before = bo.settings()
+        known = fitcache.lookup(self._fit_key, bo.gradient_checkpointing)
+        if not bo.gradient_checkpointing and known["fails"] == 1:
+            on = fitcache.lookup(self._fit_key, True)
+            bo.gradient_checkpointing = True
+            bo.history.append("gradient checkpointing")
+            known = on
+        fails = known["fails"]
+        if fails is not None:
+            for k in _splits(bo.micro_batch):
+                if k >= bo.split and math.ceil(bo.micro_batch / k) < fails:
+                    if k > bo.split:
+                        bo.split = k
+                        bo.history.append(f"micro-batch {bo.rows_per_pass}")
+                    break
+        after = bo.settings()
+        if after != before:
+            self._emit(0, "fit_cache", "split", before, after,
+                       f"before step 1: the fit cache says this run's size ran out of memory on "
+                       f"{self._fit_key['device']}; {bk.change_text(before, after, bo.effective_batch)}",
+                       fit_cache=str(fitcache.cache_path()))
+
+    # -- the probe -------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _probing_scope(self):
+        """Leave no trace: RNG, gradients, metrics and token counters as before; model back in train mode."""
+        rng = rng_state()
+        effects = {mode: SideEffects(self, mode) for mode in ("train", "eval")}
+        self._probing = True
+        try:
+            yield
+        finally:
+            self._probing = False
+            self.model.zero_grad(set_to_none=True)
+            for e in effects.values():
+                e.undo()
+            set_rng_state(rng)
+            self.model.train()
+            release()
+
+    def _probe(self) -> None:
+        bo = self.bo
+        batch = self.worst_case_batch(self.train_dataset, bo.micro_batch)
+        if batch is None:
+            return
+        num_items = self._get_num_items_in_batch([batch], self.args.device)
+        ballast = self._optimizer_ballast()
+        try:
+            with self._probing_scope():
+                if bo.auto:
+                    self._auto_search(batch, num_items)
+                else:
+                    self._probe_settle(batch, num_items)
+                if self.eval_dataset is not None:
+                    self._probe_eval()
+        finally:
+            del ballast
+            release()
+
+    def _probe_try(self, batch, num_items, split):
+        if self._seq_len_lowered():
+            batch = truncate(batch, self.bo.max_seq_len)
+        self.model.zero_grad(set_to_none=True)
+        loss, failure = self._attempt(self.model_wrapped or self.model, batch, num_items, split)
+        self.model.zero_grad(set_to_none=True)
+        return failure
+
+    def _probe_settle(self, batch, num_items) -> None:
+        """Climb the ladder until the worst case fits (fixed micro-batch)."""
+        bo = self.bo
+        for _ in range(64):
+            failure = self._probe_try(batch, num_items, bo.split)
+            if failure is None:
+                bo.floor_split = bo.split
+                self._record_fit(fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
+                return
+            self._probe_climb(failure, batch, num_items)
+
+    def _probe_climb(self, failure, batch, num_items) -> None:
+        bo = self.bo
+        before = bo.settings()
+        self._record_fit(fails=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
+        rung = bk.next_rung(bo, max_split=min(bo.micro_batch, units(batch)),
+                            refusal=split_refusal(self, batch, num_items), allow_shorter=self.allow_shorter)
+        if rung.action == "exhausted":
+            self._exhausted(0, failure, rung, save=False)
+        if rung.action == "gradient_checkpointing":
+            self._set_gc(True)
+        after = bo.settings()
+        message = (f"before step 1: the probe ran {bk.oom_text(failure.memory)} on the {bo.micro_batch} longest "
+                   f"rows; {bk.change_text(before, after, bo.effective_batch)}")
+        if rung.note:
+            message += f" ({rung.note})"
+        if not failure.released:
+            message += " (memory did not come back after the attempt: climbing instead of retrying)"
+        self._emit(0, "oom_probe", rung.action, before, after, message, error=failure.error, phase=failure.phase,
+                   memory=failure.memory)
+
+    def _auto_search(self, batch, num_items) -> None:
+        """micro_batch = "auto": the largest rows-per-pass whose worst case fits."""
+        bo = self.bo
+        splits = _splits(bo.micro_batch)
+        known = fitcache.lookup(self._fit_key, bo.gradient_checkpointing) if self._fit_key else \
+            {"fits": None, "fails": None}
+        if self._fit_key and not bo.gradient_checkpointing and known["fails"] == 1:
+            bo.gradient_checkpointing = True
+            self._set_gc(True)
+            known = fitcache.lookup(self._fit_key, True)
+
+        def rows(k):
+            return math.ceil(bo.micro_batch / k)
+
+        failed: list[int] = [known["fails"]] if known["fails"] is not None else []
+
+        def known_to_fail(k):
+            return bool(failed) and rows(k) >= min(failed)
+
+        start, origin = self._auto_start(splits, known, rows)
+        i = splits.index(start)
+        tried: list[str] = []
+        while True:
+            failure = self._probe_try(batch, num_items, splits[i])
+            tried.append(f"{rows(splits[i])} {'fits' if failure is None else 'out of memory'}")
+            if failure is None:
+                break
+            failed.append(rows(splits[i]))
+            self._record_fit(fails=rows(splits[i]), gradient_checkpointing=bo.gradient_checkpointing)
+            if i + 1 < len(splits):
+                i += 1
+                continue
+            bo.split = splits[i]
+            self._probe_climb(failure, batch, num_items)   # one row per pass does not fit: checkpointing, ...
+            failed.clear()   # what failed without checkpointing (or at full length) may fit now
+            i = splits.index(bo.split) if bo.split in splits else len(splits) - 1
+        while i > 0 and not known_to_fail(splits[i - 1]):
+            failure = self._probe_try(batch, num_items, splits[i - 1])
+            tried.append(f"{rows(splits[i - 1])} {'fits' if failure is None else 'out of memory'}")
+            if failure is not None:
+                self._record_fit(fails=rows(splits[i - 1]), gradient_checkpointing=bo.gradient_checkpointing)
+                break
+            i -= 1
+        bo.split = bo.floor_split = splits[i]
+        self._record_fit(fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
+        s = bo.settings()
+        checkpointing = ", gradient checkpointing on" if bo.gradient_checkpointing else ""
+        self._log(f"micro_batch = \"auto\": {s['micro_batch']} rows per pass x accumulation {s['grad_accum']} = "
+                  f"effective batch {bo.effective_batch}{checkpointing}"
+                  f" (started from {origin}; on the {bo.micro_batch} longest rows: {', '.join(tried)})")
+
+    def _auto_start(self, splits, known, rows):
+        if known["fits"] is not None:
+            for k in splits:
+                if rows(k) <= known["fits"]:
+                    return k, "the fit cache"
+        if known["fails"] is not None:
+            for k in splits:
+                if rows(k) < known["fails"]:
+                    return k, "the fit cache"
+        estimated = self._estimate_start(splits, rows)
+        if estimated is not None:
+            return estimated, "the VRAM estimate"
+        return splits[0], "the whole effective batch"
+
+    def _estimate_start(self, splits, rows):
+        """On a GPU: the largest size the VRAM estimate puts under 90% of the card (None when unknown)."""
+        if not on_cuda() or self.tt_profile is None:
+            return None
+        try:
+            from ..estimate.vram import estimate
+        except Exception:  # noqa: BLE001 - the estimator is optional here
+            return None
+        p = self.tt_profile
+        try:
+            config = json.loads((Path(p.model.name_or_path) / "config.json").read_text())
+            total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+            for k in splits:
+                est = estimate(config, method=p.method.type, micro_batch=rows(k), seq_len=p.training.max_seq_len,
+                               lora_r=getattr(p.method, "lora_r", 16),
+                               target_modules=getattr(p.method, "target_modules", "all-linear"),
+                               gradient_checkpointing=self.bo.gradient_checkpointing, optimizer=p.training.optimizer,
+                               padding_free=bool(getattr(self, "padding_free", False)))
+                if est.total <= 0.9 * total:
+                    return k
+        except Exception:  # noqa: BLE001 - the estimate is a starting point, never a reason to fail
+            return None
         return None
-    before = bo.settings()
-    bo.adopt(chosen)
-    after = bo.settings()
-    source = bk.OVERRIDE_FILE if chosen is override else f"{Path(checkpoint).name}/{bk.STATE_FILE}"
-    if after != before:
-        trainer._log(f"resuming with the sizes that worked ({source}): "
-                     f"{bk.change_text(before, after, bo.effective_batch)}")
-    return chosen
+
+    # -- evaluation -----------------------------------------------------------------------------------------
+
+    def _probe_eval(self) -> None:
+        size = self.args.per_device_eval_batch_size
+        batch = self.worst_case_batch(self.eval_dataset, size)
+        if batch is None:
+            return
+        self.model.eval()
+        for _ in range(64):
+            loss, failure = self._eval_attempt(self.model, batch, self.bo.eval_split)
+            if failure is None:
+                return
+            try:
+                self._eval_backoff(failure, batch)
+            except Exception as exc:  # noqa: BLE001 - EvalDoesNotFit: evaluation will be skipped when it comes
+                self._log(f"before step 1: {exc}; evaluations will be skipped", "warning")
+                return
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def worst_case_batch(self, dataset, rows: int):
+        """The `rows` longest rows of the dataset, collated and on the device, like the heaviest real batch."""
+        if dataset is None or not hasattr(dataset, "column_names") or "input_ids" not in dataset.column_names \
+                or len(dataset) == 0:
+            return None
+        lengths = _lengths(dataset)
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:rows]
+        ds = self._remove_unused_columns(dataset, description="probe")
+        batch = self.data_collator([ds[i] for i in order])
+        batch = self._prepare_inputs(batch)
+        if self._seq_len_lowered():
+            batch = truncate(batch, self.bo.max_seq_len)
+        return batch
+
+    def _optimizer_ballast(self):
+        """On a GPU, hold the memory the optimizer state will take from step 1 on, so the probe sees it."""
+        if not on_cuda():
+            return None
+        name = str(getattr(self.args.optim, "value", self.args.optim)).lower()
+        n = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        per = 2 if "8bit" in name else 0 if name == "sgd" else 8
+        nbytes = n * per
+        if nbytes <= 0:
+            return None
+        try:
+            return torch.empty(nbytes, dtype=torch.uint8, device=self.args.device)
+        except torch.OutOfMemoryError:
+            pass
+        release()
+        raise bk.OOMExhausted(
+            f"out of memory before step 1: the optimizer state ({bk.gib(nbytes)} for {n:,} trainable parameters) "
+            "does not fit next to the model, whatever the micro-batch",
+            self._exhausted_hint(None))
+
+    def _update_start_info(self) -> None:
+        s = self.bo.settings()
+        for cb in self.callback_handler.callbacks:
+            info = getattr(cb, "start_info", None)
+            if isinstance(info, dict):
+                info.update(micro_batch=s["micro_batch"], grad_accum=s["grad_accum"],
+                            gradient_checkpointing=s["gradient_checkpointing"], max_seq_len=s["max_seq_len"])
+                if self.bo.split > 1:
+                    info["split"] = self.bo.split
 
 
 def _checkpoint_step(checkpoint) -> int:
@@ -65,20 +344,6 @@ def _checkpoint_step(checkpoint) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-# -- the fit cache -------------------------------------------------------------------------------------------
-
-def _fit_key(trainer):
-    if trainer.tt_profile is None:
-        return None
-    name, memory = device_name_and_memory()
-    return fitcache.shape_key(trainer.tt_profile, name, memory, bk.env_int(bk.FAULT_TOKENS))
-
-
-def record_fit(trainer, *, fits: int | None = None, fails: int | None = None, gradient_checkpointing: bool) -> None:
-    if trainer._fit_key is not None and trainer.is_world_process_zero():
-        fitcache.record(trainer._fit_key, gradient_checkpointing, fits=fits, fails=fails)
-
-
 def _splits(micro_batch: int) -> list[int]:
     """The splits the ladder can reach: 1, 2, 4, ... and finally one row per pass."""
     out, k = [1], 1
@@ -86,245 +351,6 @@ def _splits(micro_batch: int) -> list[int]:
         k = min(k * 2, micro_batch)
         out.append(k)
     return out
-
-
-def _apply_fit_cache(trainer) -> None:
-    """A fixed micro-batch the cache knows to fail: start at the size that worked, and say so."""
-    bo = trainer.bo
-    if trainer._fit_key is None:
-        return
-    before = bo.settings()
-    known = fitcache.lookup(trainer._fit_key, bo.gradient_checkpointing)
-    if not bo.gradient_checkpointing and known["fails"] == 1:
-        on = fitcache.lookup(trainer._fit_key, True)
-        bo.gradient_checkpointing = True
-        bo.history.append("gradient checkpointing")
-        known = on
-    fails = known["fails"]
-    if fails is not None:
-        for k in _splits(bo.micro_batch):
-            if k >= bo.split and math.ceil(bo.micro_batch / k) < fails:
-                if k > bo.split:
-                    bo.split = k
-                    bo.history.append(f"micro-batch {bo.rows_per_pass}")
-                break
-    after = bo.settings()
-    if after != before:
-        trainer._emit(0, "fit_cache", "split", before, after,
-                      f"before step 1: the fit cache says this run's size ran out of memory on "
-                      f"{trainer._fit_key['device']}; {bk.change_text(before, after, bo.effective_batch)}",
-                      fit_cache=str(fitcache.cache_path()))
-
-
-# -- the probe --------------------------------------------------------------------------------------------------
-
-@contextmanager
-def _probing(trainer):
-    """Leave no trace: RNG, gradients, metrics and token counters as before; model back in train mode."""
-    from .trainer import _rng_state, _set_rng_state
-    rng = _rng_state()
-    effects = {mode: SideEffects(trainer, mode) for mode in ("train", "eval")}
-    trainer._probing = True
-    try:
-        yield
-    finally:
-        trainer._probing = False
-        trainer.model.zero_grad(set_to_none=True)
-        for e in effects.values():
-            e.undo()
-        _set_rng_state(rng)
-        trainer.model.train()
-        release()
-
-
-def probe(trainer) -> None:
-    bo = trainer.bo
-    batch = worst_case_batch(trainer, trainer.train_dataset, bo.micro_batch)
-    if batch is None:
-        return
-    num_items = trainer._get_num_items_in_batch([batch], trainer.args.device)
-    ballast = _optimizer_ballast(trainer)
-    try:
-        with _probing(trainer):
-            if bo.auto:
-                _auto_search(trainer, batch, num_items)
-            else:
-                _settle(trainer, batch, num_items)
-            if trainer.eval_dataset is not None:
-                _settle_eval(trainer)
-    finally:
-        del ballast
-        release()
-
-
-def _try(trainer, batch, num_items, split):
-    if trainer._seq_len_lowered():
-        batch = truncate(batch, trainer.bo.max_seq_len)
-    trainer.model.zero_grad(set_to_none=True)
-    loss, failure = trainer._attempt(trainer.model_wrapped or trainer.model, batch, num_items, split)
-    trainer.model.zero_grad(set_to_none=True)
-    return failure
-
-
-def _settle(trainer, batch, num_items) -> None:
-    """Climb the ladder until the worst case fits (fixed micro-batch)."""
-    bo = trainer.bo
-    for _ in range(64):
-        failure = _try(trainer, batch, num_items, bo.split)
-        if failure is None:
-            bo.floor_split = bo.split
-            record_fit(trainer, fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
-            return
-        _climb(trainer, failure, batch, num_items)
-
-
-def _climb(trainer, failure, batch, num_items) -> None:
-    bo = trainer.bo
-    before = bo.settings()
-    record_fit(trainer, fails=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
-    rung = bk.next_rung(bo, max_split=min(bo.micro_batch, units(batch)),
-                        refusal=split_refusal(trainer, batch, num_items), allow_shorter=trainer.allow_shorter)
-    if rung.action == "exhausted":
-        trainer._exhausted(0, failure, rung, save=False)
-    if rung.action == "gradient_checkpointing":
-        trainer._set_gc(True)
-    after = bo.settings()
-    message = (f"before step 1: the probe ran {bk.oom_text(failure.memory)} on the {bo.micro_batch} longest rows; "
-               f"{bk.change_text(before, after, bo.effective_batch)}")
-    if rung.note:
-        message += f" ({rung.note})"
-    if not failure.released:
-        message += " (memory did not come back after the attempt: climbing instead of retrying)"
-    trainer._emit(0, "oom_probe", rung.action, before, after, message, error=failure.error, phase=failure.phase,
-                  memory=failure.memory)
-
-
-def _auto_search(trainer, batch, num_items) -> None:
-    """micro_batch = "auto": the largest rows-per-pass whose worst case fits."""
-    bo = trainer.bo
-    splits = _splits(bo.micro_batch)
-    known = fitcache.lookup(trainer._fit_key, bo.gradient_checkpointing) if trainer._fit_key else \
-        {"fits": None, "fails": None}
-    if trainer._fit_key and not bo.gradient_checkpointing and known["fails"] == 1:
-        bo.gradient_checkpointing = True
-        trainer._set_gc(True)
-        known = fitcache.lookup(trainer._fit_key, True)
-
-    def rows(k):
-        return math.ceil(bo.micro_batch / k)
-
-    failed: list[int] = [known["fails"]] if known["fails"] is not None else []
-
-    def known_to_fail(k):
-        return bool(failed) and rows(k) >= min(failed)
-
-    start, origin = _auto_start(trainer, splits, known, rows)
-    i = splits.index(start)
-    tried: list[str] = []
-    while True:
-        failure = _try(trainer, batch, num_items, splits[i])
-        tried.append(f"{rows(splits[i])} {'fits' if failure is None else 'out of memory'}")
-        if failure is None:
-            break
-        failed.append(rows(splits[i]))
-        record_fit(trainer, fails=rows(splits[i]), gradient_checkpointing=bo.gradient_checkpointing)
-        if i + 1 < len(splits):
-            i += 1
-            continue
-        bo.split = splits[i]
-        _climb(trainer, failure, batch, num_items)   # one row per pass does not fit: checkpointing, ...
-        failed.clear()   # what failed without checkpointing (or at full length) may fit now
-        i = splits.index(bo.split) if bo.split in splits else len(splits) - 1
-    while i > 0 and not known_to_fail(splits[i - 1]):
-        failure = _try(trainer, batch, num_items, splits[i - 1])
-        tried.append(f"{rows(splits[i - 1])} {'fits' if failure is None else 'out of memory'}")
-        if failure is not None:
-            record_fit(trainer, fails=rows(splits[i - 1]), gradient_checkpointing=bo.gradient_checkpointing)
-            break
-        i -= 1
-    bo.split = bo.floor_split = splits[i]
-    record_fit(trainer, fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
-    s = bo.settings()
-    checkpointing = ", gradient checkpointing on" if bo.gradient_checkpointing else ""
-    trainer._log(f"micro_batch = \"auto\": {s['micro_batch']} rows per pass x accumulation {s['grad_accum']} = "
-                 f"effective batch {bo.effective_batch}{checkpointing}"
-                 f" (started from {origin}; on the {bo.micro_batch} longest rows: {', '.join(tried)})")
-
-
-def _auto_start(trainer, splits, known, rows):
-    if known["fits"] is not None:
-        for k in splits:
-            if rows(k) <= known["fits"]:
-                return k, "the fit cache"
-    if known["fails"] is not None:
-        for k in splits:
-            if rows(k) < known["fails"]:
-                return k, "the fit cache"
-    estimated = _estimate_start(trainer, splits, rows)
-    if estimated is not None:
-        return estimated, "the VRAM estimate"
-    return splits[0], "the whole effective batch"
-
-
-def _estimate_start(trainer, splits, rows):
-    """On a GPU: the largest size the VRAM estimate puts under 90% of the card (None when unknown)."""
-    if not on_cuda() or trainer.tt_profile is None:
-        return None
-    try:
-        from ..estimate.vram import estimate
-    except Exception:  # noqa: BLE001 - the estimator is optional here
-        return None
-    p = trainer.tt_profile
-    try:
-        config = json.loads((Path(p.model.name_or_path) / "config.json").read_text())
-        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-        for k in splits:
-            est = estimate(config, method=p.method.type, micro_batch=rows(k), seq_len=p.training.max_seq_len,
-                           lora_r=getattr(p.method, "lora_r", 16),
-                           target_modules=getattr(p.method, "target_modules", "all-linear"),
-                           gradient_checkpointing=trainer.bo.gradient_checkpointing, optimizer=p.training.optimizer,
-                           padding_free=bool(getattr(trainer, "padding_free", False)))
-            if est.total <= 0.9 * total:
-                return k
-    except Exception:  # noqa: BLE001 - the estimate is a starting point, never a reason to fail
-        return None
-    return None
-
-
-# -- evaluation ---------------------------------------------------------------------------------------------
-
-def _settle_eval(trainer) -> None:
-    size = trainer.args.per_device_eval_batch_size
-    batch = worst_case_batch(trainer, trainer.eval_dataset, size)
-    if batch is None:
-        return
-    trainer.model.eval()
-    for _ in range(64):
-        loss, failure = trainer._eval_attempt(trainer.model, batch, trainer.bo.eval_split)
-        if failure is None:
-            return
-        try:
-            trainer._eval_backoff(failure, batch)
-        except Exception as exc:  # noqa: BLE001 - _EvalDoesNotFit: evaluation will be skipped when it comes
-            trainer._log(f"before step 1: {exc}; evaluations will be skipped", "warning")
-            return
-
-
-# -- helpers --------------------------------------------------------------------------------------------------
-
-def worst_case_batch(trainer, dataset, rows: int):
-    """The `rows` longest rows of the dataset, collated and on the device, like the heaviest real batch."""
-    if dataset is None or not hasattr(dataset, "column_names") or "input_ids" not in dataset.column_names \
-            or len(dataset) == 0:
-        return None
-    lengths = _lengths(dataset)
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:rows]
-    ds = trainer._remove_unused_columns(dataset, description="probe")
-    batch = trainer.data_collator([ds[i] for i in order])
-    batch = trainer._prepare_inputs(batch)
-    if trainer._seq_len_lowered():
-        batch = truncate(batch, trainer.bo.max_seq_len)
-    return batch
 
 
 def _lengths(dataset) -> list[int]:
@@ -337,36 +363,4 @@ def _lengths(dataset) -> list[int]:
     return [len(x) for x in dataset["input_ids"]]
 
 
-def _optimizer_ballast(trainer):
-    """On a GPU, hold the memory the optimizer state will take from step 1 on, so the probe sees it."""
-    if not on_cuda():
-        return None
-    name = str(getattr(trainer.args.optim, "value", trainer.args.optim)).lower()
-    n = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    per = 2 if "8bit" in name else 0 if name == "sgd" else 8
-    nbytes = n * per
-    if nbytes <= 0:
-        return None
-    try:
-        return torch.empty(nbytes, dtype=torch.uint8, device=trainer.args.device)
-    except torch.OutOfMemoryError:
-        pass
-    release()
-    raise bk.OOMExhausted(
-        f"out of memory before step 1: the optimizer state ({bk.gib(nbytes)} for {n:,} trainable parameters) "
-        "does not fit next to the model, whatever the micro-batch",
-        trainer._exhausted_hint(None))
-
-
-def _update_start_info(trainer) -> None:
-    s = trainer.bo.settings()
-    for cb in trainer.callback_handler.callbacks:
-        info = getattr(cb, "start_info", None)
-        if isinstance(info, dict):
-            info.update(micro_batch=s["micro_batch"], grad_accum=s["grad_accum"],
-                        gradient_checkpointing=s["gradient_checkpointing"], max_seq_len=s["max_seq_len"])
-            if trainer.bo.split > 1:
-                info["split"] = trainer.bo.split
-
-
-__all__ = ["prepare", "probe", "record_fit", "worst_case_batch"]
+__all__ = ["ProbeMixin"]

@@ -4,89 +4,43 @@ On an out-of-memory error inside a training step, the same micro-batch runs agai
 (each its own forward and backward with the window's num_items_in_batch), so the gradient, the optimizer
 steps, the LR schedule, the sampler order, the logged loss and metrics and the token counts are what they
 would have been without the error. The ladder, the relaunch and the files are described in backoff.py;
-the cutting of batches in backoff_split.py; the probe before step 1 (and micro_batch = "auto") in probe.py.
+the cutting of batches in backoff_split.py.
 
-Test hooks (environment variables; they do nothing when unset):
+The class is composed of mixins, each with one job (the order is the MRO, SFTTrainer last):
 
-  TUNETOP_FAULT_OOM_TOKENS=N       every training forward over more than N tokens (rows x padded length)
-                                   raises torch.OutOfMemoryError, as a GPU that is too small would.
-  TUNETOP_FAULT_OOM_EVAL_TOKENS=N  the same for evaluation forwards.
-  TUNETOP_FAULT_OOM_STEPS=3,7:forward
-                                   one OOM at each listed optimizer step, on its last micro-batch, in the
-                                   backward by default (after part of the gradients were written) or in
-                                   the forward; once per step and process. STEP:always fails every
-                                   attempt at that step (the ladder runs out).
-                                   TUNETOP_FAULT_OOM_RANK=R limits these step faults to rank R.
-  TUNETOP_FAULT_OOM_OPTIMIZER=6    an OOM inside the optimizer step of step 6 (not retryable in-step:
-                                   the engine relaunches itself); only in a process that was not relaunched.
+  ProbeMixin        probe.py         before step 1: resumed sizes, fit cache, probe, micro_batch = "auto"
+  EvalBackoffMixin  eval_backoff.py  evaluation splits its batch on its own, or is skipped
+  CheckpointMixin   checkpointing.py atomic, verified checkpoints; disk space; --reset-optimizer
+  OOMFaultsMixin    faults.py        the TUNETOP_FAULT_OOM_* test hooks (every hook is documented there)
 """
 from __future__ import annotations
 
 import copy
-import os
-from contextlib import contextmanager
-import random
 import sys
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from . import backoff as bk
 from .backoff import BackoffState, OOMExhausted, RelaunchRequest
-from .backoff_split import (GradSnapshot, SideEffects, all_reduce_grads, allocated, any_rank, batch_kind, distributed,
-                            is_oom,
-                            label_tokens, make_chunks, memory_in_use, no_sync, release, released, scale_grads,
-                            snapshot_limit, split_refusal, sum_ranks, truncate, truncate_in_place, units)
+from .backoff_split import (Failure, GradSnapshot, PeerFailed, SideEffects, all_reduce_grads, allocated, any_rank,
+                            distributed, is_oom, label_tokens, make_chunks, no_sync, release, released, rng_state,
+                            scale_grads, set_rng_state, snapshot_limit, split_refusal, sum_ranks, truncate,
+                            truncate_in_place, units)
+from .. import checkpoints as ck
+from .checkpointing import CheckpointMixin
+from .eval_backoff import EvalBackoffMixin
+from .faults import OOMFaultsMixin
+from .probe import ProbeMixin
 
 FAULT_ENV = bk.FAULT_TOKENS
 MAX_ATTEMPTS = 32
 
 
-def fault_limit() -> int | None:
-    """Test hook: TUNETOP_FAULT_OOM_TOKENS=N makes every forward pass over more than N tokens (rows x padded
-    length) raise torch.OutOfMemoryError, as a GPU that is too small would. Unset: does nothing."""
-    return bk.env_int(bk.FAULT_TOKENS)
-
-
-def _fault_steps() -> dict[int, str]:
-    out = {}
-    for item in os.environ.get(bk.FAULT_STEPS, "").split(","):
-        step, _, phase = item.strip().partition(":")
-        if step.isdigit():
-            out[int(step)] = phase if phase in ("forward", "backward", "always") else "backward"
-    return out
-
-
-@dataclass
-class Failure:
-    error: str                 # first line of the exception
-    phase: str                 # forward | backward | optimizer step | saving a checkpoint | ...
-    memory: int | None         # bytes in use when it happened
-    chunk: int = 0             # which chunk of the micro-batch failed
-    restored: bool = True      # gradients are back to what they were before the attempt
-    released: bool = True      # allocated memory is back at the attempt's baseline
-    allocated_now: int | None = None
-    baseline: int | None = None
-
-    @classmethod
-    def of(cls, exc: BaseException, phase: str, chunk: int = 0) -> "Failure":
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        return cls(error=text, phase=phase, memory=memory_in_use(), chunk=chunk)
-
-
-class _EvalDoesNotFit(Exception):
-    pass
-
-
-class _PeerFailed(Exception):
-    """Another rank ran out of memory in this forward; every rank abandons the attempt together."""
-
-
-class TunetopTrainer(SFTTrainer):
+class TunetopTrainer(ProbeMixin, EvalBackoffMixin, CheckpointMixin, OOMFaultsMixin, SFTTrainer):
     def __init__(self, *args, profile=None, run_dir: Path | None = None, writer=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.tt_profile, self.tt_run_dir, self.tt_writer = profile, (Path(run_dir) if run_dir else None), writer
@@ -108,23 +62,18 @@ class TunetopTrainer(SFTTrainer):
         self._window_rng = None
         self._oom_this_step = False
         self._probing = False
-        self._fired: set[int] = set()
-        self._faults = _fault_steps()
         self._trainable: list | None = None
         self._fit_key = None
         self._dropout_noted = False
         # Set by the training loop per window; the probe runs before it exists.
         self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps
         self.add_callback(_BackoffCallback(self))
-        step = bk.env_int(bk.FAULT_OPTIMIZER)
-        if step and not bk.env_int(bk.RELAUNCH_COUNT):
-            self.add_callback(_FaultInOptimizerStep(step))
+        self._init_faults()
 
     # -- the run ---------------------------------------------------------------------------------------------
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
-        from .probe import prepare
-        prepare(self, resume_from_checkpoint)
+        self._prepare_before_step_1(resume_from_checkpoint)
         failure = None
         try:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
@@ -151,7 +100,7 @@ class TunetopTrainer(SFTTrainer):
 
     def _start_window(self, batch_samples: list) -> None:
         self._window, self._mb_index, self._num_items_override = batch_samples, -1, None
-        self._window_rng = _rng_state()
+        self._window_rng = rng_state()
         self._window_counters = (self.state.num_input_tokens_seen, self.current_flos)
         before = self.bo.settings()
         action = bk.grow_back(self.bo, self.grow_after)
@@ -199,7 +148,7 @@ class TunetopTrainer(SFTTrainer):
                 loss = part if loss is None else loss + part
                 if len(chunks) > 1:
                     weights.append(float(label_tokens(chunk)))
-            except _PeerFailed:
+            except PeerFailed:
                 failure = Failure("out of memory on another rank", "another rank", None, index)
                 break       # every rank left at the forward agreement: no more collectives this attempt
             except Exception as exc:  # noqa: BLE001
@@ -244,8 +193,7 @@ class TunetopTrainer(SFTTrainer):
         rung = bk.next_rung(self.bo, max_split=min(self.bo.micro_batch, units(inputs)),
                             refusal=split_refusal(self, inputs, num_items), allow_shorter=self.allow_shorter)
         self.bo.clean_steps = 0
-        from .probe import record_fit
-        record_fit(self, fails=rows_before, gradient_checkpointing=before["gradient_checkpointing"])
+        self._record_fit(fails=rows_before, gradient_checkpointing=before["gradient_checkpointing"])
         if rung.action == "exhausted":
             self._exhausted(step, failure, rung)
         if rung.action == "gradient_checkpointing":
@@ -339,11 +287,11 @@ class TunetopTrainer(SFTTrainer):
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         self.model.zero_grad(set_to_none=True)
         release()
-        if (folder / "trainer_state.json").exists():
+        if ck.is_complete(folder):
             self._write_state(folder)
             return folder
         if self._window_rng is not None:   # as it was when this step began
-            _set_rng_state(self._window_rng)
+            set_rng_state(self._window_rng)
             self.state.num_input_tokens_seen, self.current_flos = self._window_counters
         self._save_checkpoint(self.model_wrapped, trial=None)
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
@@ -362,8 +310,7 @@ class TunetopTrainer(SFTTrainer):
         nxt.relaunches += 1
         nxt.step = self.state.global_step
         nxt.clean_steps = 0
-        from ..rundir import last_checkpoint
-        checkpoint = last_checkpoint(self.tt_run_dir) if self.tt_run_dir else None
+        checkpoint = ck.last_checkpoint(self.tt_run_dir) if self.tt_run_dir else None
         after = nxt.settings()
         message = (f"{bk.step_label(step)}: {bk.oom_text(failure.memory if failure else None, where)}"
                    f"{'; ' + why if why else ''}; relaunching from "
@@ -376,154 +323,13 @@ class TunetopTrainer(SFTTrainer):
                    memory=failure.memory if failure else None, relaunch=nxt.relaunches)
         return RelaunchRequest(self.tt_run_dir, message, nxt.relaunches)
 
-    # -- checkpoints carry the backoff state -------------------------------------------------------------
-
-    def _save_checkpoint(self, model, trial):
-        where, self._where = self._where, "saving a checkpoint"
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        self._write_state(folder)
-        self._where = where
-
-    def _write_state(self, folder: Path) -> None:
-        if self.args.should_save and folder.is_dir():
-            state = copy.deepcopy(self.bo)
-            state.step = self.state.global_step
-            bk.write_json(folder / bk.STATE_FILE, state.to_json())
-
-    # -- evaluation backs off on its own ---------------------------------------------------------------------
-
-    def evaluate(self, *args, **kwargs):
-        where, self._where = self._where, "evaluation"
-        problem = None
-        try:
-            return super().evaluate(*args, **kwargs)
-        except _EvalDoesNotFit as exc:
-            problem = str(exc)
-        except Exception as exc:  # noqa: BLE001
-            if not is_oom(exc):
-                raise
-            problem = f"out of memory in evaluation ({str(exc).strip().splitlines()[0][:200]})"
-        finally:
-            self._where = where
-        release()
-        self.model.train()
-        self._log(f"step {self.state.global_step}: evaluation skipped: {problem}; training goes on", "warning")
-        return {}
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        if not prediction_loss_only:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        for _ in range(MAX_ATTEMPTS):
-            loss, failure = self._eval_attempt(model, inputs, self.bo.eval_split, ignore_keys)
-            if failure is None:
-                return loss, None, None
-            self._eval_backoff(failure, inputs)
-        raise _EvalDoesNotFit(f"out of memory {MAX_ATTEMPTS} times in one evaluation batch")
-
-    def _eval_attempt(self, model, inputs, split, ignore_keys=None):
-        if split > 1 and split_refusal(self, inputs, 1):
-            split = 1
-        effects = SideEffects(self, "eval")
-        baseline = allocated()
-        failure, loss = None, None
-        try:
-            if split <= 1:
-                with self._agreement(model):
-                    loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
-            else:
-                loss = self._eval_chunks(model, inputs, split)
-        except _PeerFailed:
-            failure = Failure("out of memory on another rank", "another rank", None)
-        except Exception as exc:  # noqa: BLE001
-            if not is_oom(exc):
-                raise
-            failure = Failure.of(exc, phase="evaluation")
-            if distributed() and not getattr(self, "_fwd_agreed", True):
-                any_rank(True, self.args.device)   # the other ranks wait in this forward's agreement
-        if failure is None:
-            return loss, None
-        loss = None
-        effects.undo()
-        release()
-        failure.released, failure.allocated_now = released(baseline)
-        return None, failure
-
-    def _eval_chunks(self, model, inputs, split):
-        """The eval loss of the batch (token mean over the whole batch) from chunks: each chunk's token sum is
-        divided by the batch's token count, and the sums add up."""
-        inputs = self._prepare_inputs(inputs)
-        chunks = make_chunks(inputs, split)
-        total = label_tokens(inputs)
-        scale = 1
-        if self.args.average_tokens_across_devices:
-            scale = self.accelerator.num_processes // self.get_tp_size()
-        effects = SideEffects(self, "eval")
-        loss, weights = None, []
-        with torch.no_grad(), self.compute_loss_context_manager():
-            for chunk in chunks:
-                with self._agreement(model):
-                    part = self.compute_loss(model, chunk, num_items_in_batch=total) / scale
-                loss = part.detach() if loss is None else loss + part.detach()
-                weights.append(float(label_tokens(chunk)))
-        effects.merge(sum_ranks(weights, self.args.device))
-        return loss
-
-    def _eval_backoff(self, failure: Failure, inputs) -> None:
-        rows = int(inputs["input_ids"].shape[0]) if batch_kind(inputs) == "padded" else None
-        limit = min(units(inputs), self.args.per_device_eval_batch_size)
-        refusal = split_refusal(self, inputs, 1)
-        if refusal or self.bo.eval_split >= limit or not failure.released:
-            why = refusal or ("memory did not come back" if not failure.released else "one row does not fit")
-            rows_now = -(-self.args.per_device_eval_batch_size // self.bo.eval_split)
-            raise _EvalDoesNotFit(f"{bk.oom_text(failure.memory)} with an eval batch of {rows_now} "
-                                  f"row{'s' if rows_now != 1 else ''} ({why})")
-        size = self.args.per_device_eval_batch_size
-        before = -(-size // self.bo.eval_split)
-        self.bo.eval_split = min(self.bo.eval_split * 2, limit)
-        after = -(-size // self.bo.eval_split)
-        step = self.state.global_step
-        self._emit(step, "oom_eval", "eval_split", {"eval_batch": before}, {"eval_batch": after},
-                   f"step {step}: {bk.oom_text(failure.memory, 'evaluation')}; eval batch {before} -> {after} "
-                   "(training unchanged)", error=failure.error, phase="evaluation", rows=rows)
-
-    # -- fault hooks and bookkeeping around compute_loss ----------------------------------------------------
+    # -- where the step is, for messages (the OOM test hooks sit below, in OOMFaultsMixin) ------------------
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         self._phase = "forward"
-        ids = inputs["input_ids"]
-        limit = fault_limit() if model.training else bk.env_int(bk.FAULT_EVAL_TOKENS)
-        if limit is not None and ids.numel() > limit:
-            raise torch.OutOfMemoryError(
-                f"simulated by {bk.FAULT_TOKENS if model.training else bk.FAULT_EVAL_TOKENS}={limit}: chunk of "
-                f"{ids.shape[0]} x {ids.shape[1]} = {ids.numel()} tokens")
-        handle = None
-        inject = self._injected_fault(model)
-        if inject == "forward":
-            raise torch.OutOfMemoryError(f"simulated by {bk.FAULT_STEPS}: step {self.state.global_step + 1}, forward")
-        if inject == "backward":
-            handle = _arm_backward_fault(model, self.state.global_step + 1)
-        try:
-            out = super().compute_loss(model, inputs, *args, **kwargs)
-        finally:
-            if handle is not None:
-                handle.remove()
+        out = super().compute_loss(model, inputs, *args, **kwargs)
         self._phase = "backward"
         return out
-
-    def _injected_fault(self, model) -> str | None:
-        if not self._faults or not model.training or self._probing or self._window is None:
-            return None
-        rank = bk.env_int(bk.FAULT_RANK)
-        if rank is not None and rank != self.args.process_index:
-            return None
-        step = self.state.global_step + 1
-        if step in self._faults and step not in self._fired and self._mb_index == len(self._window) - 1:
-            if self._faults[step] == "always":
-                return "forward"          # a step that never fits: every attempt fails
-            self._fired.add(step)
-            return self._faults[step]
-        return None
 
     # -- several ranks decide together --------------------------------------------------------------------
     #
@@ -544,7 +350,7 @@ class TunetopTrainer(SFTTrainer):
         def agree(module, args, output):
             self._fwd_agreed = True
             if any_rank(False, self.args.device):
-                raise _PeerFailed()
+                raise PeerFailed()
         handle = target.register_forward_hook(agree)
         try:
             yield
@@ -611,49 +417,6 @@ class _BackoffCallback(TrainerCallback):
             bo.clean_steps += 1
             if bo.growing:
                 bo.growing = False
-                from .probe import record_fit
-                record_fit(t, fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
+                t._record_fit(fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
         t._oom_this_step = False
         bo.step = state.global_step
-
-
-class _FaultInOptimizerStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.step:
-            raise torch.OutOfMemoryError(f"simulated by {bk.FAULT_OPTIMIZER}={self.step}: optimizer step")
-
-
-def _arm_backward_fault(model, step: int):
-    """Raise an OOM in the backward pass once the gradients of the upper layers are written: a hook on the
-    first decoder layer's output fires only after everything above it has been differentiated."""
-    layer = next((m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")), None)
-    if layer is None:
-        return None
-
-    def raise_oom(grad):
-        raise torch.OutOfMemoryError(f"simulated by {bk.FAULT_STEPS}: step {step}, backward")
-
-    def on_forward(module, args, output):
-        hidden = output[0] if isinstance(output, tuple) else output
-        if torch.is_tensor(hidden) and hidden.requires_grad:
-            hidden.register_hook(raise_oom)
-
-    return layer.register_forward_hook(on_forward)
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.random.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
