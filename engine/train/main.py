@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir.resolve()
 
     # One engine per run directory: without the lock nothing is written, not even an event.
-    guard = RunGuard(run_dir, rank0=int(os.environ.get("RANK", "0")) == 0)
+    # The heartbeat comes from the rank that writes this machine's run directory (distributed_setup.py).
+    guard = RunGuard(run_dir, rank0=distributed_setup.ranks().writes_events)
     try:
         guard.take_lock()
     except runlock.LockBusy:
