@@ -13,7 +13,7 @@ import pytest
 
 from engine.train.backoff import EXIT_OOM, OVERRIDE_FILE, STATE_FILE, read_state
 
-from .backoff_helpers import adapter_weights, dump, engine_env, losses, new_run, read_events, run_engine
+from .backoff_helpers import adapter_weights, dump, engine_env, new_run, read_events, run_engine
 from .conftest import merged, toml_text
 
 FAST = {"data": {"max_samples": 120}, "training": {"seed": 1}}

@@ -11,7 +11,6 @@ process), so every run's first optimizer step sees the same rows whatever the sa
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

@@ -75,7 +75,7 @@ def analyse(profile, limit: int = 2000, show: int = 1):
         out["ok"] = True
         return out, shown
     renderer = ChatRenderer(tokenizer, getattr(d, "reasoning", "keep"))
-    shown: list[dict] = []
+    shown = []
     for split, rows, count in (("train", report.train, report.train_count), ("eval", report.eval, report.eval_count)):
         rows = rows[:limit] if limit else rows
         stats = _chat_stats(tokenizer, renderer, rows, t, shown if split == "train" else None, show)

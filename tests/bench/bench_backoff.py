@@ -82,7 +82,7 @@ def run(kind, steps, oom_step, tmp):
             def compute_loss(self, model, inputs, *a, **k):
                 if self.state.global_step + 1 == oom_step and not fired and model.training:
                     fired.append(1)
-                    raise torch.OutOfMemoryError("CUDA out of memory. (simulated at step %d)" % oom_step)
+                    raise torch.OutOfMemoryError(f"CUDA out of memory. (simulated at step {oom_step})")
                 return super().compute_loss(model, inputs, *a, **k)
         config["auto_find_batch_size"] = True
         trainer = build_trainer("lora", rows=400, tmp=tmp, config=config, trainer_class=Faulty, callbacks=[c])

@@ -84,7 +84,8 @@ def engine_run(model: Path, data: Path, steps: int, home: Path) -> float:
 
 def plain_run(model: Path, data: Path, steps: int, out: Path) -> float:
     proc = subprocess.run([sys.executable, "-c", PLAIN, str(model), str(data), str(steps), str(out)],
-                          capture_output=True, text=True, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_WAIT_POLICY": "PASSIVE"})
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_WAIT_POLICY": "PASSIVE"})
     times = json.loads(proc.stdout.strip().splitlines()[-1])
     return (len(times) - 1 - WARMUP) / (times[-1] - times[WARMUP])
 
