@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..estimate import vram
-from ..estimate.params import count_params, linear_modules, shape_of
+from ..estimate.params import count_params, shape_of
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,18 @@ class Placement:
 
 
 def layer_weight_bytes(config: dict, method: str, precision: str, double_quant: bool = True) -> int:
-    """One decoder layer's weights as loaded (NF4 Linears for QLoRA, else the load dtype), norms included."""
-    p = 4 if precision == "fp32" else 2
+    """One decoder layer's weights as loaded (NF4 Linears for QLoRA, else the load dtype), norms and MoE
+    experts included: the whole model's weights without the root's, per layer."""
     s = shape_of(config)
-    mods = linear_modules(config)
-    counts = count_params(config)
-    norms = (counts.norms // max(1, s.layers)) * p
-    biases = (counts.biases // max(1, s.layers)) * p
-    if method == "qlora":
-        return sum(vram.nf4_bytes(m.d_in * m.d_out, double_quant) for m in mods) + norms + biases
-    return sum(m.d_in * m.d_out for m in mods) * p + norms + biases
+    base = vram.weight_bytes(config, method, precision, double_quant)
+    return (base - root_weight_bytes(config, precision)) // max(1, s.layers)
 
 
 def root_weight_bytes(config: dict, precision: str) -> int:
     """Embeddings + lm_head (when untied) + the final norm: never quantized."""
     p = 4 if precision == "fp32" else 2
-    s = shape_of(config)
     counts = count_params(config)
-    return (counts.embeddings + counts.lm_head) * p + (counts.norms - (counts.norms // max(1, s.layers)) * s.layers) * p
+    return (counts.embeddings + counts.lm_head + shape_of(config).hidden) * p
 
 
 def trainable_grad_bytes(est: vram.Estimate, precision: str) -> int:
@@ -112,7 +106,7 @@ def _model_parallel(est, config, n_gpus, precision, double_quant) -> Placement:
     dequant = est.weights - base
     split = balanced_layers(s.layers, n_gpus)
     embed = counts.embeddings * p
-    head = counts.lm_head * p + (counts.norms - (counts.norms // max(1, s.layers)) * s.layers) * p
+    head = (counts.lm_head + s.hidden) * p      # and the final norm
     per_layer_state = est.adapters / s.layers
     per_layer_act = est.activations / s.layers
     context = vram.CUDA_CONTEXT_BYTES

@@ -56,8 +56,8 @@ def spawn_plan(run_dir: Path, profile: Profile, engine_args: list[str]) -> tuple
     layout.json so that readers (the dashboard, resume) see what was launched."""
     # A resume re-checks the port only where this machine hosts the rendezvous, as a fresh launch does.
     layout = plan(profile)
-    if layout.strategy == "single":
-        return None, {}, layout
+    if layout.strategy == "single":   # one process; a GPU picked by index is the only one it sees
+        return None, ({"CUDA_VISIBLE_DEVICES": ",".join(map(str, layout.gpus))} if layout.gpus else {}), layout
     write_layout(run_dir, layout)
     if not layout.uses_torchrun:   # model_parallel: one process that sees the chosen GPUs
         return None, torchrun_env(layout), layout

@@ -5,7 +5,7 @@ from engine import paths
 from engine.data import load_data
 from engine.profile import ProfileError, load_named, preflight
 
-from . import preview_cmd
+from . import distributed_flags, preview_cmd
 
 
 def register(sub) -> None:
@@ -25,6 +25,7 @@ def cmd_validate(args) -> int:
     # subprocess (it needs a tokenizer); a refusal there is raised before "valid" is printed.
     tokens = preview_cmd.engine_summary(str(profile.source))
     preview_cmd.raise_if_refused(tokens)
+    layout = distributed_flags.describe(profile)   # [distributed] on this machine (LayoutError before "valid")
     t = profile.training
     print(f"profile {profile.name} ({profile.source}): valid")
     print(f"  model: {profile.model.name_or_path} ({profile.method.type})")
@@ -33,9 +34,12 @@ def cmd_validate(args) -> int:
         print("  " + "\n  ".join(preview_cmd.token_lines(tokens)))
     else:
         print(f"  tokens: not checked ({tokens.get('error', 'unknown reason')})")
-    print(f"  training: micro-batch {t.micro_batch} x accumulation {t.grad_accum}"
+    world = f" x {profile.world_size} processes" if (profile.world_size or 1) > 1 else ""
+    print(f"  training: micro-batch {t.micro_batch} x accumulation {t.grad_accum}{world}"
           f" = effective batch {profile.effective_batch or 'auto'}, max_seq_len {t.max_seq_len}, "
           + (f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"))
+    if layout is not None:
+        print(f"  layout: {layout.describe()} ({layout.reason})")
     return 0
 
 
