@@ -197,8 +197,9 @@ def activation_setup(
         raise ValueError(f"attn_implementation must be 'sdpa', 'eager' or a flash kernel, not {attn_implementation!r}")
     s: Shape = shape_of(config)
     attn = "flash" if attn_implementation.startswith("flash") else attn_implementation
-    if s.model_type == "gemma2" and attn == "sdpa":
-        # transformers 5 refuses SDPA for Gemma 2 (its attention soft-capping): it runs eager.
+    if s.model_type in ("gemma2", "gpt_oss") and attn == "sdpa":
+        # transformers 5 refuses SDPA for Gemma 2 (attention soft-capping) and gpt-oss (attention sinks):
+        # they run eager.
         attn = "eager"
     p = _precision_bytes(precision)
     c = 2 if (autocast or p == 2) else 4  # activations are in the compute dtype
@@ -338,13 +339,16 @@ def estimate(
         notes.append("lora_dropout > 0 saves a dropout mask and a copy of each adapted input")
     if setup.use_dora:
         notes.append("DoRA keeps the base and adapter outputs of every adapted layer for its rescaling")
-    if s.model_type == "gemma2" and attn == "eager":
-        notes.append("Gemma 2 runs eager attention (memory grows with seq_len squared); flash_attention_2 avoids that")
+    if s.model_type in ("gemma2", "gpt_oss") and attn == "eager":
+        family = "Gemma 2" if s.model_type == "gemma2" else "gpt-oss"
+        notes.append(f"{family} runs eager attention (memory grows with seq_len squared); "
+                     "flash_attention_2 avoids that")
     if seq_len > int(_max_positions(config)):
         notes.append(f"seq_len {seq_len} exceeds the model's max_position_embeddings {_max_positions(config)}")
     if paged_out:
+        worst = weights + adapters + state + activations + logits + cuda_overhead
         notes.append(f"paged optimizer: {paged_out / 1024**3:.1f} GiB of its state can wait in host memory at the "
-                     f"peak; worst case with all of it on the GPU: {(weights + adapters + state + activations + logits + cuda_overhead) / 1024**3:.1f} GiB")
+                     f"peak; worst case with all of it on the GPU: {worst / 1024**3:.1f} GiB")
     if is_moe(config):
         counts = count_params(config)
         if method == "qlora" and counts.experts:

@@ -71,7 +71,9 @@ def estimate_kwargs(s: Settings, capability: tuple[int, int] | None = None) -> d
                   double_quant=s.double_quant, lora_dropout=s.lora_dropout if s.method != "full" else 0.0,
                   padding_free=s.packing, use_dora=s.use_dora and s.method != "full", **dtypes)
     if s.method == "qlora" and s.compute_dtype == "fp32":
-        kwargs["autocast"] = False  # 4-bit matmuls in fp32: activations in fp32
+        # The engine loads a QLoRA model in its compute dtype: embeddings, norms and lm_head in fp32, which
+        # makes the residual stream and the 4-bit layers' outputs fp32, as prepare_model_for_kbit_training would.
+        kwargs["upcast_frozen_fp32"] = True
     return kwargs
 
 

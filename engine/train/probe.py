@@ -14,7 +14,6 @@ whole batch, goes down until the worst case fits and up while the next size is n
 """
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,25 +251,16 @@ class ProbeMixin:
         """On a GPU: the largest size the VRAM estimate puts under 90% of the card (None when unknown)."""
         if not on_cuda() or self.tt_profile is None:
             return None
+        from ..plan import start_size   # the one door to the estimate (hub models included, engine/plan/start.py)
         try:
-            from ..estimate.vram import estimate
-        except Exception:  # noqa: BLE001 - the estimator is optional here
-            return None
-        p = self.tt_profile
-        try:
-            config = json.loads((Path(p.model.name_or_path) / "config.json").read_text())
-            total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-            for k in splits:
-                est = estimate(config, method=p.method.type, micro_batch=rows(k), seq_len=p.training.max_seq_len,
-                               lora_r=getattr(p.method, "lora_r", 16),
-                               target_modules=getattr(p.method, "target_modules", "all-linear"),
-                               gradient_checkpointing=self.bo.gradient_checkpointing, optimizer=p.training.optimizer,
+            device = torch.cuda.current_device()
+            found = start_size(self.tt_profile, torch.cuda.get_device_properties(device).total_memory,
+                               [rows(k) for k in splits], capability=torch.cuda.get_device_capability(device),
+                               gradient_checkpointing=self.bo.gradient_checkpointing,
                                padding_free=bool(getattr(self, "padding_free", False)))
-                if est.total <= 0.9 * total:
-                    return k
         except Exception:  # noqa: BLE001 - the estimate is a starting point, never a reason to fail
             return None
-        return None
+        return next((k for k in splits if rows(k) == found.rows), None)
 
     # -- evaluation -----------------------------------------------------------------------------------------
 
@@ -310,10 +300,11 @@ class ProbeMixin:
         """On a GPU, hold the memory the optimizer state will take from step 1 on, so the probe sees it."""
         if not on_cuda():
             return None
+        from ..plan import optimizer_state_bytes   # the estimator's table; paged state is not held (0)
         name = str(getattr(self.args.optim, "value", self.args.optim)).lower()
-        n = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        per = 2 if "8bit" in name else 0 if name == "sgd" else 8
-        nbytes = n * per
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        n = sum(p.numel() for p in trainable)
+        nbytes = optimizer_state_bytes(name, [(tuple(p.shape), p.element_size()) for p in trainable])
         if nbytes <= 0:
             return None
         try:
