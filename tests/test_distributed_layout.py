@@ -135,3 +135,22 @@ def test_cli_flags_obey_the_same_rules(home, make_profile):
     assert out.returncode == 2 and "distributed.rdzv_endpoint" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("run", str(path), "--gpus", "0,1")   # no GPU on the test machine
     assert out.returncode == 2 and "distributed.gpus: GPU 0 does not exist" in out.stderr, out.stderr
+
+
+def test_resume_on_another_world_size_warns_or_refuses(tmp_path):
+    """Never silent: DDP/one process -> a warning that the data order changes; to or from FSDP -> refused."""
+    from engine.events import EventWriter
+    from engine.train.distributed_setup import check_world_change
+    from engine.train.errors import SetupError
+
+    writer = EventWriter(tmp_path / "events.jsonl")
+    writer.write("start", world_size=2, strategy="ddp")
+    writer.close()
+    said = []
+    check_world_change(tmp_path, 2, "ddp", lambda m, level="info": said.append((level, m)))
+    assert said == []
+    check_world_change(tmp_path, 1, "single", lambda m, level="info": said.append((level, m)))
+    assert said and said[0][0] == "warning" and "data order" in said[0][1] and "resume with 2 processes" in said[0][1]
+    with pytest.raises(SetupError) as info:
+        check_world_change(tmp_path, 4, "fsdp", lambda m, level="info": None)
+    assert 'strategy = "ddp"' in info.value.hint
