@@ -186,3 +186,77 @@ def test_preview_process_reports_bad_data_with_rows(make_profile, tmp_path):
     bad.write_text('{"messages": "x"}\n{oops\n')
     r = _preview(make_profile("b", {"data": {"path": str(bad)}}))
     assert not r["ok"] and r["stage"] == "data" and "bad.jsonl:1" in r["error"] and "bad.jsonl:2" in r["error"]
+
+
+# -- issue 12: units, unsupported input, fit with the HF cache, MoE validator rule ---------------------------
+
+def test_estimate_demo_counts_in_readable_units(home):
+    r = run_cli("estimate", "demo", "--gpu", "4090", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "139.6 K parameters, 16.4 K trained" in r.stdout and "0.0 M" not in r.stdout
+
+
+def test_unsupported_architecture_says_what_it_cannot_estimate_and_never_blocks(home, tmp_path, make_profile):
+    folder = tmp_path / "mamba"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "mamba", "hidden_size": 768,
+                                                    "num_hidden_layers": 24, "vocab_size": 50280}))
+    r = run_cli("estimate", "--model", str(folder), "--gpu", "4090", timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out
+    assert "estimate unavailable: model_type 'mamba' is not supported by the estimate" in out
+    assert "supported families:" in out and "launching still works" in out
+    p = load_named("demo")
+    p.model.name_or_path = str(folder)
+    fc = check_profile(p, [pick_card("4090")])
+    assert not fc.available and "mamba" in fc.problem   # a value, not an exception: the builder still launches
+
+
+def _cache_model(hub: Path, repo: str, config: dict) -> None:
+    snap = hub / ("models--" + repo.replace("/", "--")) / "snapshots" / ("c" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps(config))
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("c" * 40)
+
+
+def test_fit_includes_models_in_the_hf_cache_and_the_next_size_up(home, tmp_path):
+    hub = tmp_path / "hf" / "hub"
+    # A model in the cache (Qwen3 with 42 layers: 9.35 B, just above the bundled 9.24 B Gemma 2 that is LoRA's
+    # largest on 24 GB otherwise), plus one the estimate refuses.
+    _cache_model(hub, "someorg/qwen3-9b5", {**architectures.lookup("Qwen/Qwen3-8B"), "num_hidden_layers": 42})
+    _cache_model(hub, "someorg/a-mamba", {"model_type": "mamba", "hidden_size": 768, "num_hidden_layers": 2})
+    r = run_cli("fit", "--gpu", "4090", timeout=120, env={"HF_HUB_CACHE": str(hub)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    lora = next(line for line in lines if line.strip().startswith("lora "))
+    assert "someorg/qwen3-9b5 (HF cache)  9.35 B" in lora, lora      # now the largest LoRA fits on 24 GB
+    assert "a-mamba" not in r.stdout
+    for method in ("qlora", "lora", "full"):
+        row = next(line for line in lines if line.strip().startswith(method + " "))
+        # next size up: a larger model with its figure and verdict
+        assert " GiB, " in row and ("does not fit" in row or "tight" in row), row
+    caps = {c.method: c for c in capacity(pick_card("4090").total_bytes, 2048)}
+    assert caps["qlora"].fits.params > caps["lora"].fits.params > caps["full"].fits.params
+    assert caps["qlora"].next_up.params > caps["qlora"].fits.params
+
+
+def test_moe_with_lora_dropout_on_the_experts_is_a_validator_error(home, make_profile, tmp_path):
+    """peft refuses lora_dropout != 0 on expert adapters (ParamWrapper): `tunetop validate` says so before a
+    launch, naming the field, for a model not even downloaded (the bundled table knows its architecture)."""
+    from engine.profile import ProfileError, load, preflight
+
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    path = make_profile("moe", {"model": {"name_or_path": "mistralai/Mixtral-8x7B-v0.1"},
+                                "method": {"type": "lora", "lora_dropout": 0.05}})
+    p = load(path)
+    with pytest.raises(ProfileError) as err:
+        preflight.check(p)
+    problem = next(x for x in err.value.problems if x.where == "method.lora_dropout")
+    assert "experts" in problem.message and "lora_dropout = 0" in problem.hint
+    r = run_cli("validate", str(path), timeout=60, env=env)
+    assert r.returncode == 2 and "method.lora_dropout" in r.stdout + r.stderr
+    p.method.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]   # attention only: allowed
+    preflight.check(p)
+    p.method.target_modules, p.method.lora_dropout = "all-linear", 0.0
+    preflight.check(p)
