@@ -33,12 +33,17 @@ def add_parsers(sub) -> None:
     s.add_argument("--optimizer", choices=OPTIMIZERS)
     s.add_argument("--precision", choices=PRECISIONS, help="auto is resolved per GPU, as the engine will")
     s.add_argument("--gpu", metavar="NAME", help='compare with a common card ("4090", "A100 80", "H100", "T4")')
+    s.add_argument("--gpus", type=int, metavar="N", help="the peak per GPU over N GPUs, per strategy")
+    s.add_argument("--strategy", choices=("auto", "ddp", "fsdp", "model_parallel"),
+                   help="with --gpus: only this strategy (default: all three)")
     s.set_defaults(handler=cmd_estimate)
     s = sub.add_parser("fit", help="what can I train here? the largest model per method for each GPU "
                                    "(bundled table and your HF cache)")
     s.add_argument("--gpu", metavar="NAME", help="a common card instead of the detected GPUs")
     s.add_argument("--seq", type=int, default=2048, metavar="TOKENS", help="sequence length (default 2048)")
     s.add_argument("--micro-batch", dest="micro_batch", type=int, default=1, metavar="N", help="default 1")
+    s.add_argument("--count", type=int, default=1, metavar="N",
+                   help="N of these GPUs: the largest model per method and strategy (ddp, fsdp, model_parallel)")
     s.set_defaults(handler=cmd_fit)
 
 
@@ -66,21 +71,36 @@ def cmd_estimate(args) -> int:
             problems.append(Problem("", f"--{flag.replace('_', '-')}: {error}"))
         else:
             setattr(getattr(profile, section), key, value)
+    if args.strategy and not args.gpus:
+        problems.append(Problem("", "--strategy needs --gpus N (how many GPUs to lay the run out over)"))
+    if args.gpus is not None and args.gpus < 2:
+        problems.append(Problem("", f"--gpus {args.gpus}: a layout needs at least 2 GPUs",
+                                "leave --gpus out for one GPU"))
     if problems:
         raise ProfileError(problems)
     cards, note = _cards(args.gpu)
     fc = check_profile(profile, cards)
     print(estimate_text(profile.model.name_or_path, fc, note))
+    if fc.available and args.gpus:   # several GPUs: engine/distributed/report.py
+        from engine.distributed.report import profile_layout_text
+        card = min(cards, key=lambda c: c.total_bytes)
+        print("\n" + profile_layout_text(profile, args.gpus, args.strategy, card.name, card.total_bytes))
     return 0 if fc.available else 2
 
 
 def cmd_fit(args) -> int:
     from engine.plan import capacity, capacity_text
-    if args.seq < 8 or args.micro_batch < 1:
-        raise ProfileError([Problem("", "--seq must be at least 8 and --micro-batch at least 1")])
+    if args.seq < 8 or args.micro_batch < 1 or args.count < 1:
+        raise ProfileError([Problem("", "--seq must be at least 8, --micro-batch and --count at least 1")])
     cards, note = _cards(args.gpu)
     if note:
         print(note + "\n")
+    if args.count > 1:   # several GPUs: per method and strategy (engine/distributed/report.py)
+        from engine.distributed.report import fit_count_text
+        for i, card in enumerate(cards):
+            print(("\n" if i else "") + fit_count_text(card.name, card.total_bytes, args.count, args.seq,
+                                                      args.micro_batch))
+        return 0
     for i, card in enumerate(cards):
         print(("\n" if i else "") + capacity_text(card, args.seq, args.micro_batch,
                                                    capacity(card.total_bytes, args.seq, args.micro_batch,

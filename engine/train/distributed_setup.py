@@ -160,6 +160,14 @@ def peer_lost(exc: BaseException) -> bool:
     return isinstance(exc, kinds) and any(s in text for s in _PEER_LOST)
 
 
+def leave_now(code: int = 1) -> None:
+    """Exit at once after a lost peer: a normal interpreter exit tears the process group down, which waits
+    on the dead rank (measured: about 20 s more before every process was gone). Events are flushed per line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 # -- the Trainer's settings and the model's placement ------------------------------------------------------
 
 def sft_overrides(model, placement) -> dict:

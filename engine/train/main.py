@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         if distributed_setup.peer_lost(exc):   # another rank died: interrupted and resumable, not failed
             print(f"rank {ranks.rank}: lost the other ranks ({exc}); leaving without an end event", file=sys.stderr)
-            return 1
+            distributed_setup.leave_now(1)
         if guard.gone():
             print(f"error: the run directory {run_dir} is gone; nothing more is written", file=sys.stderr)
             return 1
