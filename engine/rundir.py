@@ -31,13 +31,17 @@ import re
 import shutil
 import time
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from . import paths, runlock
 from .errors import TunetopError
-from .profile import Problem, Profile, ProfileError, dumps, write_atomic
+
+if TYPE_CHECKING:
+    from .profile import Profile
+
+# engine.profile (tomllib, the schema, the validator) and psutil are imported where they are needed:
+# `tunetop --help` and `tunetop ls` start without them.
 from .runstate import ACTIVE, RATE_WINDOW, RunState, hung_after_s, stall_min_s  # noqa: F401 (re-exported)
 
 RUN_TOML = "run.toml"
@@ -48,7 +52,10 @@ HEARTBEAT = "heartbeat"
 SEGMENTS = "segments.json"
 CHECKPOINTS = "checkpoints"
 OUTPUTS = ("adapter", "model")
-FULL_READ_BYTES = 4 << 20   # events files up to this size are folded whole (exact counts)
+# Events files up to this size are folded whole (exact counts of backoffs and warnings); larger ones are
+# read at head, newest segment start and tail. Small on purpose: `ls` over 200 runs of 2,000 steps each
+# folded whole took 12x a plain start/end scan; read at their tails, a fraction of it (bench_ls.py).
+FULL_READ_BYTES = 64 << 10
 TAIL_LIMIT = 4 << 20        # at most this much of a large file's tail is read
 
 
@@ -81,7 +88,8 @@ def create(profile: Profile, root: Path | None = None) -> Path:
         run_dir.mkdir(mode=0o700)
         os.chmod(run_dir, 0o700)   # whatever the umask: logs, adapters and configs may be private
         header = f"# tunetop run {run_dir.name}: the profile as it was resolved at launch ({profile.source}).\n"
-        write_atomic(run_dir / RUN_TOML, header + dumps(profile))
+        from .profile import dumps
+        _write_atomic(run_dir / RUN_TOML, header + dumps(profile))
     except OSError as exc:
         raise RunError(f"cannot create a run directory under {root}: {_why(exc)}",
                        hint="set TUNETOP_HOME or output.runs_root in the profile to a folder you can write") from None
@@ -101,12 +109,18 @@ def load_profile(run_dir: Path) -> Profile:
 
 # -- process liveness --------------------------------------------------------------------------------------
 
+def _write_atomic(path: Path, text: str) -> None:
+    from .profile import write_atomic
+    write_atomic(path, text)
+
+
 def write_pid(run_dir: Path, pid: int) -> None:
+    import psutil
     try:
         created = psutil.Process(pid).create_time()
     except psutil.Error:
         created = None
-    write_atomic(run_dir / PID, json.dumps({"pid": pid, "create_time": created}))
+    _write_atomic(run_dir / PID, json.dumps({"pid": pid, "create_time": created}))
 
 
 def read_pid(run_dir: Path) -> dict | None:
@@ -120,6 +134,7 @@ def read_pid(run_dir: Path) -> dict | None:
 def verified_pid(run_dir: Path) -> tuple[int, float] | None:
     """(pid, start time) from engine.pid if that very process is running: the pid file must carry a
     start time and it must match the process's (guards against PID reuse). Says nothing about the lock."""
+    import psutil
     info = read_pid(run_dir)
     created = info.get("create_time") if info else None
     if not isinstance(created, (int, float)):
@@ -263,14 +278,15 @@ def record_segment(run_dir: Path) -> None:
         state.apply(e)
     closed = state.closed_s + (max(0.0, state.last_t - state.segment_start)
                                if state.segment_start is not None and state.last_t is not None else 0.0)
-    write_atomic(run_dir / SEGMENTS, json.dumps({"v": 1, "offset": size, "closed_s": round(closed, 3)}))
+    _write_atomic(run_dir / SEGMENTS, json.dumps({"v": 1, "offset": size, "closed_s": round(closed, 3)}))
 
 
 def profile_name(run_dir: Path) -> str:
     """The run's profile name from run.toml, or "?" when that file is missing or broken."""
+    from .profile import ProfileError
     try:
         return load_profile(run_dir).name
-    except ProfileError:
+    except (ProfileError, TunetopError):
         return "?"
 
 
@@ -324,4 +340,4 @@ def delete(run_dir: Path) -> None:
 
 __all__ = ["RunError", "RunState", "ACTIVE", "is_alive", "verified_pid", "record_segment", "create", "read_state",
            "list_runs", "resolve", "alive_pid", "write_pid", "read_pid", "last_checkpoint", "delete", "load_profile",
-           "Problem", "hung_after_s", "stall_min_s", "heartbeat_time", "has_output"]
+           "hung_after_s", "stall_min_s", "heartbeat_time", "has_output"]

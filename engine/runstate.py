@@ -20,7 +20,6 @@ engine/rundir.py, which reads the run directory; this module only folds events a
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -188,7 +187,11 @@ class RunState:
         """Median seconds per step over the recent step events of this segment."""
         pts = list(self.recent)
         per = [(t1 - t0) / (s1 - s0) for (t0, s0, _), (t1, s1, _) in zip(pts, pts[1:]) if s1 > s0 and t1 >= t0]
-        return statistics.median(per) if per else None
+        if not per:
+            return None
+        per.sort()   # the median, without `statistics` (it pulls in fractions/decimal: CLI start-up time)
+        mid = len(per) // 2
+        return per[mid] if len(per) % 2 else (per[mid - 1] + per[mid]) / 2
 
     @property
     def stall_after_s(self) -> float:

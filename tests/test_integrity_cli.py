@@ -158,6 +158,8 @@ def test_stop_followed_at_once_by_resume_never_starts_a_second_engine(world):
 
 def test_slowed_step_is_stalled_sigstop_is_hung_and_force_stop_interrupts(world):
     run_dir, env = world["run"], world["env"]
+    if rundir.is_alive(run_dir):     # run alone (-k): the stop test has not stopped the fixture's engine
+        assert cli("stop", "--wait", run_dir.name, env=env).returncode == 0
     ckpt = rundir.last_checkpoint(run_dir)
     at = int(ckpt.name.split("-")[1]) + 3 if ckpt else 3
     # The resumed engine sleeps 600 s at the end of step `at`: its heartbeat goes on, its steps do not.
@@ -171,7 +173,13 @@ def test_slowed_step_is_stalled_sigstop_is_hung_and_force_stop_interrupts(world)
         assert out.returncode == 0, out.stderr
         return next(ln for ln in out.stdout.splitlines() if ln.startswith(run_dir.name))
 
-    wait_for(lambda: "stalled" in ls_status(), timeout=240, interval=1.0, what="ls to show stalled")
+    seen = []
+    try:
+        wait_for(lambda: "stalled" in seen.append(ls_status()) or seen[-1], timeout=300, interval=1.0,
+                 what="ls to show stalled")
+    except AssertionError:
+        tail = (run_dir / "events.jsonl").read_text()[-3000:]
+        raise AssertionError(f"ls said {seen[-3:]}; at={at}; events tail:\n{tail}") from None
     assert "no step for" in ls_status()
 
     pid = rundir.alive_pid(run_dir)

@@ -106,7 +106,8 @@ def _columns(out) -> int | None:
     try:
         if not out.isatty():
             return None
-        return shutil.get_terminal_size((80, 24)).columns
+        # One column spare: a line that fills the last column leaves the cursor in "pending wrap" state.
+        return shutil.get_terminal_size((80, 24)).columns - 1
     except (AttributeError, ValueError, OSError):
         return 80
 
