@@ -142,6 +142,8 @@ class RunState:
     @property
     def status(self) -> str:
         if self.alive and not self._ended_by_live_process:
+            if self.events_missing:   # deleted under a live engine: it runs, but says nothing readable
+                return "hung" if self._heartbeat_stale else "running"
             if not self.segment_start or self.ended:
                 return "hung" if self._heartbeat_stale else "starting"
             if self._heartbeat_stale:
@@ -245,8 +247,8 @@ class RunState:
     @property
     def note(self) -> str:
         """A short remark beside the status, when there is one."""
-        if self.events_missing and (self.alive or self.started is None):
-            return "events.jsonl missing" + (" (the engine is alive)" if self.alive else "")
+        if self.events_missing and (self.alive or not self.output):
+            return "events.jsonl missing"
         if self.status == "hung" and self.heartbeat_age is not None:
             return f"no heartbeat for {self.heartbeat_age:.0f}s"
         if self.status == "stalled" and self.since_last_step_s is not None:

@@ -3,6 +3,7 @@ exit, and never a traceback. Run as a real subprocess, as a user would."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -119,3 +120,28 @@ def test_ls_and_profiles_on_an_empty_home(home):
     assert result.returncode == 0 and "no runs yet" in result.stdout
     listing = run_cli("profiles")
     assert listing.returncode == 0 and "demo" in listing.stdout and "llama3.1-8b-qlora-24gb" in listing.stdout
+
+
+def test_a_pid_without_a_verified_start_time_is_never_signalled(home):
+    # A live lock holder and a pid file whose start time is missing: `stop` must not signal that pid.
+    import json as _json
+    import subprocess
+    import sys
+
+    from engine import runlock
+    run_dir = home / "runs" / "20260101-000000-nopid"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.toml").write_text('name = "nopid"\n')
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    fd = runlock.acquire(run_dir)
+    try:
+        (run_dir / "engine.pid").write_text(_json.dumps({"pid": victim.pid, "create_time": None}))
+        fails(run_cli("stop", run_dir.name), "nothing was signalled", "hint:")
+        assert victim.poll() is None, "the unverified pid was signalled"
+        # The events file deleted under a live engine: shown as running, and why nothing else is known.
+        out = run_cli("ls")
+        assert "running (events.jsonl missing)" in out.stdout, out.stdout
+    finally:
+        os.close(fd)
+        victim.kill()
+    assert "failed to start" in run_cli("ls").stdout      # no engine, no events, nothing saved

@@ -117,15 +117,41 @@ def test_watch_progress_line_fits_the_terminal(world, columns):
 
 # -- closed pipes ---------------------------------------------------------------------------------------
 
+# Every subcommand's --help into a closed pipe, in one interpreter (one start-up, not one per command):
+# cli.main is what the `tunetop` script calls; fd 1 is a fresh closed pipe for each command.
+HELP_INTO_CLOSED_PIPES = r"""
+import io, json, os, sys
+from tuiapp.cli import build_parser, main
+sub = next(a for a in build_parser()._actions if a.dest == "command")
+results = {}
+for name in sub.choices:
+    r, w = os.pipe()
+    os.close(r)
+    os.dup2(w, 1)
+    os.close(w)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False))
+    sys.stderr = err = io.StringIO()
+    try:
+        rc = main([name, "--help"])
+    except BaseException as exc:
+        rc = repr(exc)
+    sys.stderr = sys.__stderr__
+    results[name] = [rc, err.getvalue()]
+print(json.dumps(results), file=sys.__stderr__)
+"""
+
+
 def test_every_subcommand_into_a_closed_pipe_ends_quietly(world):
-    from tuiapp.cli import build_parser
     run = world["run"].name
     env = world["env"]
+    helps = subprocess.run([sys.executable, "-c", HELP_INTO_CLOSED_PIPES], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, **env}, timeout=120)
+    results = json.loads(helps.stderr.strip().splitlines()[-1])
+    assert {"run", "ls", "watch", "stop", "resume", "logs", "validate", "merge", "profiles"} <= set(results)
+    for name, (rc, err) in results.items():
+        assert rc in (0, 141) and not err, (name, rc, err)
     commands = [["ls"], ["logs", run], ["logs", "-n", "5", run], ["watch", run], ["profiles"],
                 ["validate", str(world["profile"])], ["estimate", "demo"], ["fit", "--gpu", "4090"], ["--help"]]
-    # Every subcommand's --help as well: the same print path for commands added by others.
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    commands += [[name, "--help"] for name in sub.choices]
     for args in commands:
         r, w = os.pipe()
         os.close(r)                     # the reader is gone before the first write
@@ -174,9 +200,13 @@ def test_slowed_step_is_stalled_sigstop_is_hung_and_force_stop_interrupts(world)
         return next(ln for ln in out.stdout.splitlines() if ln.startswith(run_dir.name))
 
     seen = []
+
+    def stalled() -> bool:
+        seen.append(ls_status())
+        return "stalled" in seen[-1]
+
     try:
-        wait_for(lambda: "stalled" in seen.append(ls_status()) or seen[-1], timeout=300, interval=1.0,
-                 what="ls to show stalled")
+        wait_for(stalled, timeout=300, interval=1.0, what="ls to show stalled")
     except AssertionError:
         tail = (run_dir / "events.jsonl").read_text()[-3000:]
         raise AssertionError(f"ls said {seen[-3:]}; at={at}; events tail:\n{tail}") from None

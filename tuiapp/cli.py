@@ -41,7 +41,12 @@ _LEGACY = {"estimate": plan_cli.cmd_estimate, "fit": plan_cli.cmd_fit}
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        try:
+            code = _main(argv)
+        except SystemExit as exc:   # argparse's --help and usage errors: flush here, where EPIPE is caught
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
+        sys.stdout.flush()
+        return code
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except OSError as exc:

@@ -11,6 +11,7 @@ shrinks (24 -> 8 cells) and goes; then loss and the note shorten away. Step/tota
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -106,10 +107,16 @@ def _columns(out) -> int | None:
     try:
         if not out.isatty():
             return None
-        # One column spare: a line that fills the last column leaves the cursor in "pending wrap" state.
-        return shutil.get_terminal_size((80, 24)).columns - 1
     except (AttributeError, ValueError, OSError):
-        return 80
+        return None
+    # The terminal's own size first: a COLUMNS variable inherited from elsewhere (a multiplexer started
+    # from a wider shell) would make the line wrap. One column spare: a line that fills the last column
+    # leaves the cursor in "pending wrap" state.
+    try:
+        columns = os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return (columns or shutil.get_terminal_size((80, 24)).columns) - 1
 
 
 def follow(run_dir: Path, out=sys.stdout, poll_s: float = 0.5) -> rundir.RunState:
