@@ -44,8 +44,10 @@ def cmd_preview(args) -> int:
     return subprocess.run(cmd, cwd=paths.PROJECT_ROOT, env=_env(), stdin=subprocess.DEVNULL).returncode
 
 
-def engine_summary(source: str, limit: int = 20000) -> dict:
-    """The preview's summary for a profile file (never raises for a failed analysis: see "ok"/"error")."""
+def engine_summary(source: str, limit: int = 5000) -> dict:
+    """The preview's summary for a profile file (never raises for a failed analysis: see "ok"/"error").
+    Token figures cover the first `limit` rows of each split (validate stays quick on big datasets; row counts
+    always cover every row)."""
     try:
         out = subprocess.run([sys.executable, "-m", "engine.train.preview", source, "--json", "--limit", str(limit)],
                              cwd=paths.PROJECT_ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
