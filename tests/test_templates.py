@@ -25,6 +25,7 @@ END = {
     "openhermes-2.5-chatml": "<|im_end|>", "phi-3-mini": "<|end|>", "phi-3-small": "<|end|>",
     "phi-3.5-mini-instruct": "<|end|>", "phi-4": "<|im_end|>", "phi-4-mini-instruct": "<|end|>",
     "qwen2.5-instruct": "<|im_end|>", "qwen3": "<|im_end|>", "smollm3-3b": "<|im_end|>",
+    "granite-3.3-2b-instruct": "<|end_of_text|>",
 }
 NO_SYSTEM_ROLE = {"gemma-2-2b-it", "gemma-7b-it", "mistral-7b-instruct-v0.1"}     # the template raises
 DROPS_SYSTEM = {"phi-3-mini", "mistral-nemo-instruct-2407"}                         # the template loses it
