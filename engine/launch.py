@@ -86,6 +86,8 @@ def _spawn(run_dir: Path, lock_fd: int, argv: list[str]) -> int:
 
 def launch(profile: Profile, root: Path | None = None) -> Path:
     """Create a run directory for the profile and start its engine. Returns the run directory."""
+    from . import notify
+    notify.settings(profile)   # config.toml's [notify] and the profile's: a ConfigError before anything starts
     run_dir = rundir.create(profile, root)
     fd = _lock(run_dir)
     try:
@@ -103,6 +105,8 @@ def resume(run_dir: Path, reset_optimizer: bool = False, accept_changed_data: bo
     The lock is taken first and kept until the engine holds it, so the state checked here cannot change
     under us and no second engine can start, whatever the timing.
     """
+    from . import notify
+    notify.settings(rundir.load_profile(run_dir))   # config.toml may have changed since the launch
     fd = _lock(run_dir)
     try:
         state = rundir.read_state(run_dir, alive=False)   # we hold the lock: nobody else is running

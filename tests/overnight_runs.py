@@ -4,11 +4,12 @@ Four short runs on the tiny model are launched together (detached, like a user's
 config.toml whose [notify] points at HTTP endpoints served here on 127.0.0.1 (apprise's json:// plugin)
 and at a command hook that records its environment:
 
-    completed  6 steps, simulated OOM at steps 2 and 3 (two backoffs: only the first notifies); one notify
-               URL hangs forever (timeout_s = HANG_TIMEOUT_S): training must not wait for it
+    completed  8 steps, simulated OOM at steps 2 and 3 (two backoffs: only the first notifies), step 7 stalls
+               for 35 s (one "stalled" message); one notify URL hangs forever
+               (timeout_s = HANG_TIMEOUT_S): training must not wait for it
     nan        TUNETOP_FAULT_NAN_STEP=3: stops before step 3's optimizer step, checkpoint-2 saved
     stopped    SIGTERM after its first step
-    failed     the model's weights file is truncated: fails while loading, after notifications are set up
+    failed     the disk "fills up" while the first checkpoint is written (TUNETOP_FAULT_ENOSPC_AT)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from engine import events, rundir
 
-from .conftest import TINY_MODEL, merged, run_cli, toml_text, wait_for
+from .conftest import merged, run_cli, toml_text, wait_for
 
 HANG_TIMEOUT_S = 6.0
 
@@ -129,17 +130,16 @@ def _make() -> Overnight:
     env = {"TUNETOP_HOME": str(root / "home"), "XDG_CONFIG_HOME": str(config)}
     o = Overnight(root, env, good, hang, hook_log)
 
-    broken = root / "broken-model"
-    shutil.copytree(TINY_MODEL, broken)
-    (broken / "model.safetensors").write_bytes(b"\0" * 64)
-
     plans = {
-        "completed": ({"training": {"max_steps": 6, "save_steps": 2, "learning_rate": 1e-2}},
-                      {"TUNETOP_FAULT_OOM_STEPS": "2,3"}),
+        "completed": ({"training": {"max_steps": 8, "save_steps": 2, "learning_rate": 1e-2}},
+                      # two OOMs, then step 7 hangs for 35 s: the stall watchdog fires after max(6 s, 10 x the
+                      # median step time), about 10-30 s on a busy CPU (the steps that backed off take 4 s)
+                      {"TUNETOP_FAULT_OOM_STEPS": "2,3", "TUNETOP_FAULT_SLOW_STEP_S": "35@7", "TUNETOP_STALL_MIN_S": "6"}),
         "nan": ({"training": {"max_steps": 6, "save_steps": 100, "learning_rate": 5e-3}},
                 {"TUNETOP_FAULT_NAN_STEP": "3"}),
         "stopped": ({"training": {"max_steps": 200, "save_steps": 100}}, {}),
-        "failed": ({"model": {"name_or_path": str(broken)}}, {}),
+        "failed": ({"training": {"max_steps": 6, "save_steps": 2}},
+                   {"TUNETOP_FAULT_ENOSPC_AT": "checkpoint:model@2"}),     # the disk fills at the first save
     }
     for name, (overrides, faults) in plans.items():
         profile = root / f"{name}.toml"

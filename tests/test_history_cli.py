@@ -32,7 +32,7 @@ def test_ls_filters_sorts_and_shows_disk_use(o):
     assert len(_ids(o.cli("ls", "--since", "2h").stdout)) == 4
     assert "no run matches" in o.cli("ls", "--since", "2099-01-01").stdout
     by_disk = _ids(o.cli("ls", "--sort", "disk").stdout)
-    assert by_disk[0] == o.runs["completed"].name and by_disk[-1] == o.runs["failed"].name
+    assert by_disk[0] == o.runs["completed"].name     # three checkpoints and the adapter
     bad = o.cli("ls", "--status", "complete")
     assert bad.returncode == 2 and 'did you mean "completed"?' in bad.stderr
     assert o.cli("ls", "--since", "yesterday").returncode == 2
@@ -53,15 +53,15 @@ def test_prune_keeps_only_the_last_complete_checkpoint_after_asking(o, copies):
     env, runs = copies
     run = runs / o.runs["completed"].name
     def ckpts():
-        return sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
-    assert ckpts() == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+        return sorted((p.name for p in (run / "checkpoints").iterdir() if p.is_dir()), key=lambda n: int(n.split("-")[1]))
+    assert ckpts() == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]             # save_total_limit = 3
     asked = _cli(o, env, "prune", run.name)
     assert asked.returncode == 2 and "add --yes" in asked.stderr
     assert len(ckpts()) == 3          # nothing deleted without an answer
     done = _cli(o, env, "prune", run.name, "--yes")
-    assert done.returncode == 0 and "kept checkpoint-6" in done.stdout, done.stderr
-    assert ckpts() == ["checkpoint-6"]
-    assert rundir.last_checkpoint(run).name == "checkpoint-6"
+    assert done.returncode == 0 and "kept checkpoint-8" in done.stdout, done.stderr
+    assert ckpts() == ["checkpoint-8"]
+    assert rundir.last_checkpoint(run).name == "checkpoint-8"
     again = _cli(o, env, "prune", run.name, "--yes")
     assert "nothing to prune" in again.stdout
     none = _cli(o, env, "prune", o.runs["failed"].name, "--yes")

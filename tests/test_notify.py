@@ -30,22 +30,26 @@ def o():
 
 
 @pytest.mark.slow
-def test_completed_run_with_two_oom_backoffs_sends_backoff_once_then_completed(o):
+def test_completed_run_with_two_oom_backoffs_and_a_stall_sends_backoff_once_stalled_then_completed(o):
     run = o.runs["completed"]
     assert rundir.read_state(run).status == "completed"
     assert sum(e["type"] == "backoff" for e in _events(run)) >= 2      # two OOMs, one message
     got = o.good.for_run(run.name)
-    assert _titles(got) == [f"tunetop: {run.name} out-of-memory backoff", f"tunetop: {run.name} completed"]
+    assert _titles(got) == [f"tunetop: {run.name} out-of-memory backoff", f"tunetop: {run.name} stalled",
+                            f"tunetop: {run.name} completed"]
     assert "step 2" in got[0]["message"]
-    assert "completed at step 6/6" in got[1]["message"]
+    assert "no training progress" in got[1]["message"] and "after step 6" in got[1]["message"]
+    assert "completed at step 8/8" in got[2]["message"]
+    stalls = [e for e in _events(run) if e.get("code") == "stalled"]
+    assert len(stalls) == 1 and stalls[0]["level"] == "warning"       # recorded in the run directory too
     # The end message carries the HTML report (json:// takes attachments).
-    attachment = got[1]["attachments"][0]
+    attachment = got[2]["attachments"][0]
     html = base64.b64decode(attachment["base64"]).decode()
     assert attachment["filename"] == "report.html" and "<svg" in html and run.name in html
     hooks = o.hooks(run)
-    assert [h["TUNETOP_EVENT"] for h in hooks] == ["backoff", "completed"]
-    end = hooks[1]
-    assert end["TUNETOP_STATUS"] == "completed" and end["TUNETOP_STEP"] == "6" and end["TUNETOP_TOTAL_STEPS"] == "6"
+    assert [h["TUNETOP_EVENT"] for h in hooks] == ["backoff", "stalled", "completed"]
+    end = hooks[2]
+    assert end["TUNETOP_STATUS"] == "completed" and end["TUNETOP_STEP"] == "8" and end["TUNETOP_TOTAL_STEPS"] == "8"
     assert math.isfinite(float(end["TUNETOP_LOSS"])) and end["TUNETOP_RUN_DIR"] == str(run)
     assert end["TUNETOP_RUN_ID"] == run.name and end["TUNETOP_OUTPUT"] == "adapter"
     assert end["TUNETOP_REPORT"] == str(run / "report.html")
@@ -57,7 +61,7 @@ def test_a_hanging_endpoint_never_holds_training_up(o):
     evs = _events(run)
     assert len(o.hang.for_run(run.name)) == 0 and len(o.hang.received) >= 2   # it was asked, it never answered
     timeouts = [e for e in evs if e.get("code") == "notify_failed"]
-    assert len(timeouts) == 2 and all("json://*** timed out" in e["message"] for e in timeouts)
+    assert len(timeouts) == 3 and all("json://*** timed out" in e["message"] for e in timeouts)
     # The first backoff's message was being delivered while training went on: the next step came at once.
     first_backoff = next(e for e in evs if e["type"] == "backoff")
     next_step = next(e for e in evs if e["type"] == "step" and e["t"] > first_backoff["t"])
@@ -165,6 +169,15 @@ def test_notify_command_checks_config_without_traceback(home, tmp_path):
     out = run_cli("notify", "--dry-run")
     assert out.returncode == 0 and "notifications to ntfy://*** on failed" in out.stdout
     assert "my-topic" not in out.stdout
+
+
+def test_run_refuses_a_bad_config_before_starting_anything(home, tmp_path, make_profile):
+    conf = tmp_path / "config" / "tunetop"
+    conf.mkdir(parents=True)
+    (conf / "config.toml").write_text('[notify]\ncommand = ["tunetop-no-such-hook"]\n')
+    out = run_cli("run", "--detach", str(make_profile("x")))
+    assert out.returncode == 2 and 'program "tunetop-no-such-hook" not found' in out.stderr
+    assert "Traceback" not in out.stderr and not (home / "runs").exists()
 
 
 def test_profile_notify_section_overrides_config_but_cannot_hold_urls(home, tmp_path, make_profile):

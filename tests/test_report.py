@@ -16,6 +16,11 @@ def o():
     return overnight()
 
 
+def _flat(text: str) -> str:
+    """The report with runs of spaces collapsed (its label column is as wide as the longest label)."""
+    return re.sub(r"[ ]{2,}", " ", text)
+
+
 def _svg_points(svg: str) -> int:
     return sum(len(m.split()) for m in re.findall(r'points="([^"]+)"', svg))
 
@@ -25,22 +30,31 @@ def test_text_report_of_a_completed_run(o):
     run = o.runs["completed"]
     out = o.cli("report", run.name)
     assert out.returncode == 0, out.stderr
-    text = out.stdout
-    for expected in ("outcome        completed", "steps          6/6", "backoffs       2", "tokens seen",
-                     "throughput", "peak host RSS", "checkpoints/checkpoint-6", f"tunetop merge {run.name}",
+    text = _flat(out.stdout)
+    for expected in ("outcome completed", "steps 8/8", "backoffs 2", "tokens seen",
+                     "throughput", "peak host RSS", "checkpoints/checkpoint-8", f"tunetop merge {run.name}",
                      f"tunetop compare {run.name} OTHER_RUN", "loss", "learning rate", "grad norm", str(run / "adapter")):
         assert expected in text, expected
-    chart = text.split("\nloss\n", 1)[1].split("\n\n", 1)[0]
+    chart = out.stdout.split("\nloss\n", 1)[1].split("\n\n", 1)[0]
     assert chart.count("*") >= 5          # one mark per step (6 steps, some may share a cell)
 
 
 @pytest.mark.slow
-def test_report_of_failed_runs_says_what_to_do(o):
+def test_report_of_failed_runs_says_what_to_do(o, tmp_path):
     nan = o.cli("report", o.runs["nan"].name).stdout
     assert "failed (NaN/inf loss)" in nan and f"tunetop resume {o.runs['nan'].name}" in nan and "hint" in nan
-    nothing = o.cli("report", o.runs["failed"].name)
+    disk = o.cli("report", o.runs["failed"].name)
+    assert disk.returncode == 0 and "No space left on device" in disk.stdout
+    # A run that failed before its first step: nothing to chart, and the report says why.
+    from engine.events import EventWriter
+    run = tmp_path / "runs" / "20261201-000000-early"
+    shutil.copytree(o.runs["failed"], run, ignore=shutil.ignore_patterns("checkpoints", "events.jsonl", "engine.lock"))
+    w = EventWriter(run / "events.jsonl")
+    w.write("end", status="failed", error="out of memory loading the model", hint="use method qlora")
+    w.close()
+    nothing = o.cli("report", str(run))
     assert nothing.returncode == 2 and "has no training steps to report" in nothing.stderr
-    assert "SafetensorError" in nothing.stderr and "Traceback" not in nothing.stderr
+    assert "out of memory loading the model" in nothing.stderr and "Traceback" not in nothing.stderr
 
 
 @pytest.mark.slow
@@ -101,5 +115,30 @@ def test_report_reads_a_run_from_before_this_change(o, tmp_path):
     (old / "events.jsonl").write_text("\n".join(lines[:-3]) + "\n{\"v\":1,\"t\":")   # and a torn last line
     out = o.cli("report", str(old))
     assert out.returncode == 0, out.stderr
-    assert "interrupted" in out.stdout and "tokens seen    -" in out.stdout
+    assert "interrupted" in out.stdout and "tokens seen -" in _flat(out.stdout)
     assert o.cli("report", str(old), "--format", "html", "--out", str(tmp_path / "old.html")).returncode == 0
+
+
+def test_report_of_a_multi_gpu_run_shows_each_rank_and_skips_a_nan_point(tmp_path):
+    """Events as several processes write them (memory_ranks), with a NaN loss logged on the way."""
+    from engine.events import EventWriter
+    from engine.profile import dumps, load_named
+    from engine.report import render, summarize
+    run = tmp_path / "20261201-000000-ddp"
+    run.mkdir()
+    (run / "run.toml").write_text(dumps(load_named("demo")))
+    w = EventWriter(run / "events.jsonl")
+    w.write("start", total_steps=4, devices=["NVIDIA H100", "NVIDIA H100"], world_size=2)
+    for step, loss in enumerate([2.0, 1.5, float("nan"), 1.2], start=1):
+        w.write("step", step=step, total_steps=4, loss=loss, lr=1e-4, grad_norm=0.5, tokens_seen=step * 1000,
+                memory={"cuda_peak": 10 << 30}, memory_ranks=[{"rank": 0, "cuda_peak": (10 + step) << 30},
+                                                              {"rank": 1, "cuda_peak": (20 + step) << 30}])
+    w.write("eval", step=4, eval_loss=1.3)
+    w.write("end", status="completed", step=4, total_steps=4, final_loss=1.2)
+    w.close()
+    s = summarize(run)
+    assert s.peak_by_rank == {0: 14 << 30, 1: 24 << 30} and s.tokens == 4000
+    text = render.text(s)
+    flat = _flat(text)
+    assert "peak GPU memory rank 0: 14.0 GiB, rank 1: 24.0 GiB" in flat and "final loss 1.2" in flat
+    assert "eval loss 1.3" in flat and "nan" not in text.split("\nloss\n")[1].split("\n\n")[0]

@@ -3,7 +3,8 @@
 A stall is recorded in the run directory as a `log` warning with code "stalled", which the notifier and
 the dashboard both turn into a message. The threshold is the readers' own (see the team contract and
 RunState): no step, eval or checkpoint event for longer than max(TUNETOP_STALL_MIN_S, default 120 s,
-10 x the median step time). It fires once per stall and re-arms when steps come back.
+10 x the median step time), counted from the first step of each segment (loading and the first step may
+take minutes). It fires once per stall and re-arms when steps come back.
 
 What it cannot see, said plainly: a process that is gone (kill -9, the OOM killer, a power cut) sends
 nothing; the dashboard and `tunetop ls` show such a run as "interrupted". An engine whose main thread
@@ -38,7 +39,9 @@ class StallWatchdog:
         self._times: deque = deque(maxlen=50)
         self._fired = False
         self._ended = False
-        self._armed = False     # from the `start` event on: loading a large model may take minutes
+        # Armed from the first step of each segment: loading a large model, the probe and the first step
+        # (kernel compilation, warm-up) may take minutes without being stuck.
+        self._armed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunetop-stall-watchdog", daemon=True)
         self._thread.start()
@@ -52,8 +55,9 @@ class StallWatchdog:
             return
         now = time.monotonic()
         if kind == "start":
-            self._armed, self._last_step_t = True, None
+            self._armed, self._last_step_t = False, None
         if kind == "step":
+            self._armed = True
             if self._last_step_t is not None:
                 self._times.append(now - self._last_step_t)
             self._last_step_t = now
@@ -75,7 +79,7 @@ class StallWatchdog:
             if not self._armed or self._ended or self._fired or quiet <= limit:
                 continue
             self._fired = True
-            where = f"after step {self._step}" if self._step is not None else "before the first step"
+            where = f"after step {self._step}"
             try:
                 self.writer.write("log", level="warning", code="stalled", step=self._step,
                                   message=f"no training progress for {quiet:.0f} s {where} (threshold "

@@ -39,6 +39,8 @@ def differing_fields(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
 
 def figures(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
     def peak(r):
+        if r.peak_by_rank:
+            return size(max(r.peak_by_rank.values())) + f" (max of {len(r.peak_by_rank)} ranks)"
         return size(r.peak_cuda) if r.peak_cuda else (f"{size(r.peak_rss)} RSS" if r.peak_rss else "-")
     return [
         ("status", [r.status for r in runs]),

@@ -78,9 +78,11 @@ def facts(s: RunSummary) -> list[tuple[str, str]]:
             ("batch", f"micro-batch {s.micro_batch or '?'} x accumulation {s.grad_accum or '?'}"
              + (f" = {s.effective_batch}" if s.effective_batch else "")),
             ("device", ", ".join(s.devices) or s.device or "-")]
-    if s.peak_cuda:
+    if s.peak_by_rank:
+        rows.append(("peak GPU memory", ", ".join(f"rank {r}: {size(b)}" for r, b in sorted(s.peak_by_rank.items()))))
+    elif s.peak_cuda:
         gpu = s.devices[0] if s.devices else "GPU 0"
-        rows.append(("peak GPU memory", f"{size(s.peak_cuda)} ({gpu}; rank 0 writes the events)"))
+        rows.append(("peak GPU memory", f"{size(s.peak_cuda)} ({gpu})"))
     if s.peak_rss:
         rows.append(("peak host RSS", size(s.peak_rss)))
     rows.append(("backoffs", str(len(s.backoffs))))

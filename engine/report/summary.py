@@ -57,6 +57,7 @@ class RunSummary:
     checkpoints: list = field(default_factory=list)   # (step, relative path, exists, bytes)
     outputs: list = field(default_factory=list)       # (relative path, bytes)
     peak_cuda: int | None = None
+    peak_by_rank: dict = field(default_factory=dict)  # rank -> peak CUDA bytes (several processes: memory_ranks)
     peak_rss: int | None = None
     micro_batch: int | None = None
     grad_accum: int | None = None
@@ -135,6 +136,9 @@ def summarize(run_dir: Path, require_steps: bool = False) -> RunSummary:
                 s.peak_cuda = max(s.peak_cuda or 0, int(mem["cuda_peak"]))
             if _num(mem.get("rss")):
                 s.peak_rss = max(s.peak_rss or 0, int(mem["rss"]))
+            for r in e.get("memory_ranks") or []:
+                if isinstance(r, dict) and _int(r.get("rank")) is not None and _num(r.get("cuda_peak")):
+                    s.peak_by_rank[r["rank"]] = max(s.peak_by_rank.get(r["rank"], 0), int(r["cuda_peak"]))
         elif kind == "eval" and _int(e.get("step")) is not None and _num(e.get("eval_loss")):
             evals[e["step"]] = float(e["eval_loss"])
         elif kind == "backoff":

@@ -30,6 +30,12 @@ Crashes, disks and clocks (the fault-injection tests, tests/test_faults_engine.p
                                    sleeps S seconds at the end of every optimizer step (or only STEP): a
                                    stalled run whose heartbeat is still alive.
 
+Loss (the NaN guard, engine/train/nan_guard.py):
+
+  TUNETOP_FAULT_NAN_STEP=N         the loss of optimizer step N is NaN: the output of the model's last norm
+                                   layer is multiplied by NaN during that step, so the gradients are NaN too,
+                                   as in a real divergence. Once per process.
+
   The points, in the order a save reaches them (engine/train/checkpointing.py):
 
     checkpoint:model          the adapter (or weights) is written into checkpoints/.tmp-checkpoint-N/
@@ -65,8 +71,9 @@ OOM_RANK = "TUNETOP_FAULT_OOM_RANK"
 KILL_AT = "TUNETOP_FAULT_KILL_AT"
 ENOSPC_AT = "TUNETOP_FAULT_ENOSPC_AT"
 SLOW_STEP_S = "TUNETOP_FAULT_SLOW_STEP_S"
+NAN_STEP = "TUNETOP_FAULT_NAN_STEP"
 
-ALL = (OOM_TOKENS, OOM_EVAL_TOKENS, OOM_STEPS, OOM_OPTIMIZER, OOM_RANK, KILL_AT, ENOSPC_AT, SLOW_STEP_S)
+ALL = (OOM_TOKENS, OOM_EVAL_TOKENS, OOM_STEPS, OOM_OPTIMIZER, OOM_RANK, KILL_AT, ENOSPC_AT, SLOW_STEP_S, NAN_STEP)
 
 
 def env_int(name: str) -> int | None:

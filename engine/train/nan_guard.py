@@ -12,11 +12,7 @@ sync). The decision is made in `on_pre_optimizer_step`, i.e. after the window's 
                                           training goes on. Use it where the optimizer skips such steps
                                           itself (fp16 with a loss scaler) or when you want to watch.
 
-Test hook (documented with the others in README "Test hooks"):
-
-  TUNETOP_FAULT_NAN_STEP=N   the loss of optimizer step N is NaN: a forward hook multiplies the output of the
-                             model's last norm layer by NaN during that step (so gradients are NaN too, as in
-                             a real divergence). Once per process.
+Test hook: TUNETOP_FAULT_NAN_STEP=N (engine/train/faults.py, with the others) makes step N's loss NaN.
 
 Light at import time (main.py imports NanLoss before torch is loaded): torch and transformers are imported
 inside `install`.
@@ -26,8 +22,7 @@ from __future__ import annotations
 import os
 
 from ..errors import TunetopError
-
-FAULT_NAN_STEP = "TUNETOP_FAULT_NAN_STEP"
+from .faults import NAN_STEP as FAULT_NAN_STEP
 HINT = ("lower training.learning_rate (or raise warmup_ratio), check the data for empty or broken rows, and "
         "prefer bf16 to fp16 (fp16 overflows above 65504); `tunetop resume RUN` continues from the last good step, "
         'or set training.on_nan = "warn" to train on')
