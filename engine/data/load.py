@@ -307,7 +307,8 @@ def _sources(ref: str, split: str, eval_split: str):
                 return
         yield str(path), _guarded(path), False
         return
-    if path.is_absolute() or ref.startswith((".", "~")) or path.suffix.lower() in SUFFIXES:
+    if (path.is_absolute() or ref.startswith((".", "~")) or ref.endswith("/") or ref.count("/") > 1
+            or path.suffix.lower() in SUFFIXES):       # a hub id is "name" or "org/name"
         raise DataError(f"{ref}: no such file or folder",
                         hint="check data.path (relative paths are relative to the profile file)")
     yield ref, _hub(ref, split), False
