@@ -197,7 +197,8 @@ def read_state(run_dir: Path, alive: bool | None = None) -> RunState:
     else:
         _read_large(state, path, size)
     state.output = has_output(run_dir)
-    state.checkpointed = last_checkpoint(run_dir) is not None
+    if state.started is None and not state.ended:   # only then does it matter (interrupted vs failed to start)
+        state.checkpointed = _has_checkpoint_folder(run_dir)
     refresh_alive(state, alive)
     if not state.profile:
         state.profile = profile_name(run_dir)
@@ -239,6 +240,15 @@ def _read_large(state: RunState, path: Path, size: int) -> None:
         if e.get("type") == "end":
             state.end_offset = offset
     state.read_offset = tail_end
+
+
+def _has_checkpoint_folder(run_dir: Path) -> bool:
+    """Some checkpoint-N folder exists (cheap: no verification; `resume` verifies)."""
+    try:
+        with os.scandir(run_dir / CHECKPOINTS) as it:
+            return any(e.name.startswith("checkpoint-") and e.is_dir() for e in it)
+    except OSError:
+        return False
 
 
 def refresh_alive(state: RunState, alive: bool | None = None) -> None:
