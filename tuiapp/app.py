@@ -21,6 +21,7 @@ from engine.telemetry import GpuSource, NvmlSource
 
 from . import workers
 from .actions import RunActions
+from .history_actions import HistoryActions
 from .components.gpu_panel import GpuPanel
 from .components.host_panel import HostPanel
 from .components.log_tail import LogTailView
@@ -37,7 +38,7 @@ CURVE_EVERY_S = 3.0
 TABLE_EVERY_S = 5.0
 
 
-class TunetopApp(RunActions, App[int]):
+class TunetopApp(HistoryActions, RunActions, App[int]):
     CSS_PATH = Path(__file__).parent / "tunetop.tcss"   # absolute: subclasses may live anywhere
     TITLE = "tunetop"
     ENABLE_COMMAND_PALETTE = True
@@ -50,6 +51,7 @@ class TunetopApp(RunActions, App[int]):
         Binding("d", "delete", "Delete"),
         Binding("n", "new_run", "New"),
         Binding("L", "launch", "Launch", key_display="L"),
+        *HistoryActions.BINDINGS,   # space, c, / (history_actions.py)
     ]
 
     def __init__(self, gpu_source: GpuSource | None = None, runs_root: Path | None = None,
@@ -182,7 +184,7 @@ class TunetopApp(RunActions, App[int]):
     def _show_runs(self) -> None:
         self._table_dirty = False
         self._table_at = time.monotonic()
-        ordered = self.registry.ordered()
+        ordered = self.filter_views(self.registry.ordered())   # `/` (history_actions.py)
         table = self.table
         table.show(ordered, self._width)
         ids = [t.run_id for t in ordered]
@@ -194,6 +196,7 @@ class TunetopApp(RunActions, App[int]):
         active = sum(t.data.state.active for t in ordered)
         _set(self.runs_box, "border_title", f"runs ({len(ids)}" + (f", {active} active)" if active else ")"))
         _set(self.runs_box, "border_subtitle", str(self.runs_root))
+        self.show_marks()   # marks, filter and disk use (history_actions.py)
         if self.registry.error:
             note = "⚠ " + self.registry.error
         elif not ids:
