@@ -145,3 +145,11 @@ def test_a_pid_without_a_verified_start_time_is_never_signalled(home):
         os.close(fd)
         victim.kill()
     assert "failed to start" in run_cli("ls").stdout      # no engine, no events, nothing saved
+
+
+def test_validate_never_prints_valid_before_an_error(home, make_profile, tmp_path):
+    # The profile parses (so the old order printed "valid"), then the data check fails.
+    path = make_profile("late", {"data": {"path": str(tmp_path / "missing.jsonl")}})
+    result = run_cli("validate", str(path))
+    fails(result, "missing.jsonl does not exist")
+    assert "valid" not in result.stdout, result.stdout
