@@ -153,3 +153,23 @@ def test_validate_never_prints_valid_before_an_error(home, make_profile, tmp_pat
     result = run_cli("validate", str(path))
     fails(result, "missing.jsonl does not exist")
     assert "valid" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("width", [20, 40, 59, 60, 79, 80, 119, 120])
+def test_progress_line_fits_the_width_in_the_documented_order(width):
+    from engine.runstate import RunState
+    from tuiapp.follow import progress_line
+    now = time.time()
+    s = RunState(run_id="r", path=None, alive=True, heartbeat_t=now)
+    s.apply({"v": 1, "t": now - 60, "type": "start", "total_steps": 12000})
+    for i in range(1, 40):
+        s.apply({"v": 1, "t": now - 60 + i, "type": "step", "step": i, "loss": 3.1234, "lr": 2e-4,
+                 "tokens_seen": i * 5000})
+    full = progress_line(s)
+    line = progress_line(s, width)
+    assert len(line) <= width and "39/12000" in line and "ETA" in line, (width, line)
+    fields = ["elapsed", "tok/s", "lr", "step/s"]          # dropped first to last
+    kept = [f for f in fields if f in line]
+    assert kept == fields[len(fields) - len(kept):], (width, line)   # only ever a suffix of the list survives
+    if width >= len(full):
+        assert line == full
