@@ -123,9 +123,10 @@ def test_moe_all_linear_with_dropout_is_what_peft_refuses(stack):
         assert failed == refused == bool(experts_targeted(cfg, "all-linear")), family
 
 
-# Saved bytes of one decoder layer: family -> (method, allowed ratio band formula/measured). Exact where the
-# formula follows the tensors one by one (Llama-like layers); MoE, MLA and the post-norm/parallel layouts are
-# approximations whose measured ratio is printed and bounded.
+# Saved bytes of one decoder layer: family -> (method, allowed ratio band formula/measured). Within 0.1% where
+# the formula follows the tensors one by one (Llama-like, Qwen3, OLMo-2, Gemma 3, Cohere, Granite, SmolLM3,
+# Mixtral and Qwen3-MoE with LoRA on the experts); gpt-oss and DeepSeek's latent attention are approximations
+# whose measured ratio is printed and bounded.
 ACTIVATION_CASES = [
     ("llama", "lora", (1.0, 1.0)),
     ("qwen3", "lora", (0.97, 1.03)),
@@ -135,10 +136,10 @@ ACTIVATION_CASES = [
     ("cohere", "lora", (0.97, 1.03)),
     ("granite", "lora", (0.95, 1.05)),
     ("smollm3", "lora", (0.95, 1.05)),
-    ("mixtral", "lora", (0.75, 1.25)),
-    ("qwen3_moe", "lora", (0.75, 1.25)),
-    ("gpt_oss", "lora", (0.75, 1.25)),
-    ("deepseek_v3", "lora", (0.75, 1.25)),
+    ("mixtral", "lora", (0.97, 1.03)),
+    ("qwen3_moe", "lora", (0.97, 1.03)),
+    ("gpt_oss", "lora", (0.8, 1.2)),       # eager attention with sinks, clamped GLU experts: 0.87 measured
+    ("deepseek_v3", "lora", (0.9, 1.1)),   # latent attention's q/kv paths summed like MHA: 0.95 measured
 ]
 
 

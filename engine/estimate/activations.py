@@ -26,6 +26,11 @@ from dataclasses import dataclass
 
 from .params import LinearModule, Shape
 
+
+def rank_of(m: LinearModule, r: int) -> int:
+    """peft's rank for a module: a fused gate_up_proj of experts gets one r per fused projection."""
+    return 2 * r if (m.experts > 1 and m.name == "gate_up_proj") else r
+
 # TRL's fused LM head (trl.kernels.chunked_logprob) projects tiles of this many tokens x this many
 # vocabulary entries, never the whole [tokens, vocab] logits.
 FUSED_TOKEN_TILE = 4096
@@ -128,7 +133,17 @@ def _mlp_core_bytes(s: Shape, st: ActivationSetup, modules: list[LinearModule]) 
         slots = m.top_k or 1
         b += slots * 3 * out * m.d_in
         if m.top_k:
-            b += slots * (2 * st.c * s.hidden + 4) + 3 * 4 * m.experts
+            # Per token slot (measured on Mixtral / Qwen3-MoE layers, transformers 5 eager experts): the gathered
+            # input and the expert output (c h each), the fp32 routing weight and three int64 index tensors.
+            # When the experts' weights take gradients (LoRA through peft's ParamWrapper), the down projection
+            # also keeps its input (c I). Per token, the router: fp32 logits over the experts, the top-k indices
+            # (int64) and weights (fp32), and its input when the router itself is adapted.
+            b += slots * (2 * st.c * s.hidden + 4 + 24)
+            if st.method != "full" and "experts." + m.name in st.targets:
+                b += slots * st.c * m.d_in
+            b += 4 * m.experts + 12 * m.top_k + 4
+            if st.method != "full" and "router" in st.targets:
+                b += st.c * s.hidden
     return b
 
 
@@ -214,7 +229,9 @@ def weight_cast_bytes_per_layer(s: Shape, st: ActivationSetup, modules: list[Lin
     if st.method != "full":
         # peft's ParamWrapper merges B @ A into each adapted fused expert weight for the forward: the merged
         # [experts, d_out, d_in] weight requires grad, so the experts' matmul saves it (c bytes a weight).
-        b += st.c * sum(m.params for m in modules if m.experts > 1 and "experts." + m.name in st.targets)
+        # It also keeps the reshaped lora_A / lora_B of every expert (c bytes a parameter).
+        b += st.c * sum(m.params + rank_of(m, st.r) * m.experts * (m.d_in + m.d_out)
+                        for m in modules if m.experts > 1 and "experts." + m.name in st.targets)
     if not st.autocast:
         return b
     if st.base_weight_bytes > st.c:

@@ -14,6 +14,7 @@ the attention only. tests/test_estimate_archs.py checks the counts against peft 
 """
 from __future__ import annotations
 
+from .activations import rank_of
 from .params import Layer, LinearModule, shape_of
 
 ROUTER = "router"  # the internal name of a router's weight as a LoRA target
@@ -86,11 +87,6 @@ def experts_targeted(config: dict, target_modules) -> str:
     chosen = resolve_targets(config, target_modules)
     hit = sorted(t for t in chosen if t.startswith("experts.") or t == ROUTER)
     return ", ".join(hit)
-
-
-def rank_of(m: LinearModule, r: int) -> int:
-    """The adapter rank peft gives a module: a fused gate_up_proj of experts gets one r per projection."""
-    return 2 * r if (m.experts > 1 and m.name == "gate_up_proj") else r
 
 
 def adapted(spec: Layer, targets: frozenset[str]) -> list[LinearModule]:
