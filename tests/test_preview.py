@@ -116,3 +116,13 @@ def test_a_real_training_run_on_the_slices_reports_rows_used_and_skipped(home, m
     assert "train: 1 rows longer than max_seq_len=512 were truncated; 1 rows had nothing left to learn" in logs
     assert "skipped openai_toy_chat_slice.jsonl:4: starts with an assistant turn" in logs
     assert "chat template: 1 rows: tool calls written as <tool_call> JSON text" in logs
+
+
+def test_validate_refuses_data_with_nothing_left_to_learn_at_max_seq_len(home, make_profile, tmp_path):
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps({"prompt": "word " * 200, "completion": f"answer {i}"}) + "\n"
+                            for i in range(4)))
+    result = run_cli("validate", str(make_profile("long", {"data": {"path": str(long)},
+                                                            "training": {"max_seq_len": 32}})))
+    assert result.returncode == 2 and "valid" not in result.stdout
+    assert "no row has a trainable token after tokenizing at max_seq_len 32 (4 rows dropped" in result.stderr

@@ -96,6 +96,13 @@ def analyse(profile, limit: int = 2000, show: int = 1):
                        eval_template_skipped=len(stats["skipped"]),
                        eval_template_skipped_rows=[list(s) for s in stats["skipped"][:SHOW_BAD]])
     out["template_notes"] = dict(renderer.notes)
+    if out["counted"] and out["dropped"] + out["template_skipped"] >= out["counted"] and out["tokens_exact"]:
+        # what the engine would stop on after tokenizing: say it now, so validate never calls this valid
+        out.update(stage="data", error=f"no row has a trainable token after tokenizing at max_seq_len "
+                   f"{t.max_seq_len} ({out['dropped']} rows dropped after the cut, {out['template_skipped']} "
+                   "refused by the chat template)",
+                   hint="raise training.max_seq_len or check the dataset's answers are not empty")
+        return out, shown
     skipped = out["template_skipped"] + out.get("eval_template_skipped", 0)
     limit_share = getattr(d, "max_bad_fraction", 0.10)
     counted = out["counted"] + out.get("eval_counted", 0)
