@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import checkpoints as ck
 from .. import rundir
 from ..errors import TunetopError, render_text
+from ..profile import ProfileError
 from . import faults
 from .checkpointing import disk_full, is_enospc
 
@@ -87,6 +88,6 @@ def merge_adapter(run_dir: Path) -> Path:
 if __name__ == "__main__":
     try:
         print(merge_adapter(Path(sys.argv[1]).resolve()))
-    except (TunetopError, OSError) as exc:
+    except (TunetopError, ProfileError, OSError) as exc:
         print(render_text(exc), file=sys.stderr)
         sys.exit(2)
