@@ -9,6 +9,7 @@ import pytest
 
 from engine.distributed import LayoutError, resolve, torchrun_command, torchrun_env
 from engine.distributed.estimate import balanced_layers
+from engine.errors import render_text
 from engine.profile import ProfileError, loads
 
 from .conftest import merged, run_cli, toml_text
@@ -22,7 +23,7 @@ def profile(distributed: dict | None = None, **sections):
 def problem(distributed: dict, **sections) -> str:
     with pytest.raises(ProfileError) as info:
         profile(distributed, **sections)
-    return str(info.value)
+    return render_text(info.value)   # what the user reads: the problems and their hints
 
 
 @pytest.mark.parametrize("distributed, field, words", [

@@ -4,15 +4,17 @@ from __future__ import annotations
 import pytest
 
 from engine import paths
+from engine.errors import render_text
 from engine.profile import ProfileError, check_field, dumps, list_profiles, load, loads, save
 
-from .conftest import TINY_MODEL, merged, toml_text
+from .helpers import TINY_MODEL, merged, toml_text
 
 
 def errors_of(text: str, source="p.toml") -> str:
+    """What the user reads: every problem, with its hint (engine.errors.render_text)."""
     with pytest.raises(ProfileError) as info:
         loads(text, source=source)
-    return str(info.value)
+    return render_text(info.value)
 
 
 def test_every_bundled_profile_is_valid():

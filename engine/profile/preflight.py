@@ -1,34 +1,42 @@
-"""Checks that need the disk, not just the profile text: does the model exist, does the data exist, does
-max_seq_len fit the model's context. Light (reads config.json as JSON), so `tunetop run` and the form can
-refuse a doomed launch before a process is started."""
+"""Checks that need the disk, not just the profile text: does the model exist and is its folder whole
+(model_files.py: config, tokenizer, weights, from headers only), does the data exist, does max_seq_len fit
+the model's context. Light (reads config.json as JSON), so `tunetop run` and the form can refuse a doomed
+launch before a process is started."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from ..estimate.config_source import resolve
+from . import model_files
 from .schema import Profile
 from .validate import Problem, ProfileError
 
 
-def model_config(profile: Profile) -> tuple[dict | None, Problem | None]:
-    """The model's config.json on disk (local folder or HF cache) or the problem that makes the model unusable.
-    The finding is engine.estimate.config_source.resolve's, the one resolver the estimate uses too."""
+def model_config(profile: Profile) -> tuple[dict | None, list[Problem]]:
+    """The model's config.json on disk (local folder or HF cache) or the problem(s) that make the model
+    unusable. The finding is engine.estimate.config_source.resolve's, the one resolver the estimate uses too;
+    a local folder is first checked whole (model_files), which also keeps FIFOs and devices unopened."""
     ref = profile.model.name_or_path
+    folder = Path(ref).expanduser()
+    if folder.is_absolute() and folder.is_dir():
+        broken = model_files.folder_problems(folder)
+        if broken:
+            return None, broken
     found = resolve(ref, profile.model.revision)
     if found.kind == "missing-path":
-        return None, Problem("model.name_or_path", found.problem, found.hint)
+        return None, [Problem("model.name_or_path", found.problem, found.hint)]
     if found.kind == "not-a-model":
-        return None, Problem("model.name_or_path", f"{ref} is not a model folder (no config.json in it)",
-                             "point it at the folder that holds config.json and the weights")
+        return None, [Problem("model.name_or_path", f"{ref} is not a model folder (no config.json in it)",
+                              "point it at the folder that holds config.json and the weights")]
     if found.on_disk:
-        return found.config, None
+        return found.config, []
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return None, Problem("model.name_or_path", f'"{ref}" is not in the Hugging Face cache and HF_HUB_OFFLINE '
-                             "is set, so it cannot be downloaded",
-                             f"download it once with network access (`hf download {ref}`), "
-                             "or point name_or_path at a local folder")
-    return None, None  # will be downloaded by the engine
+        return None, [Problem("model.name_or_path", f'"{ref}" is not in the Hugging Face cache and HF_HUB_OFFLINE '
+                              "is set, so it cannot be downloaded",
+                              f"download it once with network access (`hf download {ref}`), "
+                              "or point name_or_path at a local folder")]
+    return None, []  # will be downloaded by the engine
 
 
 def _moe_dropout(profile: Profile, config: dict | None) -> Problem | None:
@@ -57,10 +65,9 @@ def _moe_dropout(profile: Profile, config: dict | None) -> Problem | None:
 def check(profile: Profile) -> None:
     """Raise ProfileError with every problem found on disk."""
     problems = []
-    config, problem = model_config(profile)
-    if problem:
-        problems.append(problem)
-    moe = None if problem else _moe_dropout(profile, config)
+    config, model_problems = model_config(profile)
+    problems.extend(model_problems)
+    moe = None if model_problems else _moe_dropout(profile, config)
     if moe:
         problems.append(moe)
     if config:

@@ -32,6 +32,8 @@ def spec(default: Any, hint: str, *, kind: str | None = None, choices: tuple = (
     return field(default=default, metadata=meta)
 
 
+# numpy's seeds are 32-bit (transformers' set_seed seeds numpy, torch and random alike).
+SEED_MAX = 2**32 - 1
 METHODS = ("qlora", "lora", "full")
 LORA = ("qlora", "lora")
 QLORA = ("qlora",)
@@ -59,7 +61,7 @@ class DataSection:
     eval_fraction: float = spec(0.0, "Share of the training rows held out for evaluation (0 = none)",
                                 min=0.0, max=0.5)
     max_samples: int = spec(0, "Use at most this many training rows (0 = all)", min=0)
-    seed: int = spec(42, "Seed for shuffling and the eval hold-out", min=0)
+    seed: int = spec(42, "Seed for shuffling and the eval hold-out", min=0, max=SEED_MAX)
     columns: dict = spec({}, "Your column names for a format's, e.g. { prompt = \"question\", completion = "
                              "\"answer\" } (README: Data formats)", kind="table")
     max_bad_fraction: float = spec(0.10, "Stop before training when more than this share of rows is unusable "
@@ -74,7 +76,7 @@ class MethodSection:
     type: str = spec("qlora", "qlora: 4-bit base + LoRA; lora: 16-bit base + LoRA; full: train every weight",
                      choices=METHODS)
     lora_r: int = spec(16, "LoRA rank: adapter capacity (8-64 is usual)", min=1, max=4096, methods=LORA)
-    lora_alpha: int = spec(32, "LoRA scaling numerator (often 2 x r)", min=1, methods=LORA)
+    lora_alpha: int = spec(32, "LoRA scaling numerator (often 2 x r)", min=1, max=2 * 4096, methods=LORA)
     lora_dropout: float = spec(0.05, "Dropout on the adapter input", min=0.0, max=0.9, methods=LORA)
     target_modules: str | list = spec("all-linear", "Layers that get adapters: all-linear or a list such as "
                                                     "[\"q_proj\", \"v_proj\"]", kind="str_or_list", methods=LORA)
@@ -88,7 +90,7 @@ class MethodSection:
 
 @dataclass
 class TrainingSection:
-    epochs: float = spec(1.0, "Passes over the training data (ignored when max_steps > 0)", min=0.0)
+    epochs: float = spec(1.0, "Passes over the training data (ignored when max_steps > 0)", min=0.0, max=10_000.0)
     max_steps: int = spec(0, "Optimizer steps to run; 0 = derive from epochs", min=0)
     micro_batch: int | str = spec(4, "Rows per forward/backward pass per GPU (or \"auto\")", kind="int_or_auto",
                                   min=1, max=4096)
@@ -110,7 +112,7 @@ class TrainingSection:
     completion_only_loss: bool = spec(True, "Learn only the answers (assistant turns), not the prompts")
     gradient_checkpointing: bool = spec(True, "Recompute activations in backward: much less memory, ~30% slower")
     optimizer: str = spec("paged_adamw_8bit", "Optimizer (8-bit states save memory)", choices=OPTIMIZERS)
-    seed: int = spec(42, "Seed for initialisation and data order", min=0)
+    seed: int = spec(42, "Seed for initialisation and data order", min=0, max=SEED_MAX)
     precision: str = spec("auto", "auto: bf16 where supported, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
     logging_steps: int = spec(1, "Write a step event every N optimizer steps", min=1)
     eval_steps: int = spec(0, "Evaluate every N steps (0 = only at the end when there is eval data)", min=0)

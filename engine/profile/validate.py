@@ -1,16 +1,23 @@
 """The one profile validator: TOML text or a mapping in, a Profile or a list of clear problems out.
 
 The CLI, the engine and the TUI's form all call `validate`. Every problem names the file, the field and
-what to do instead; nothing here raises a bare exception at the user.
+what to do instead; nothing here raises a bare exception at the user. Odd input is refused, never waited
+on: a profile path that is a FIFO, a device or a symlink to one is not opened, a file over
+MAX_PROFILE_BYTES is not read, TOML nested past the parser's depth is an error, and numbers must be finite
+and within the field's range (whole numbers without a range of their own stop at INT_LIMIT).
 """
 from __future__ import annotations
 
 import difflib
+import math
+import os
+import stat
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import TunetopError
 from .schema import SECTIONS, TOP_LEVEL, Profile, applies
 
 if sys.version_info >= (3, 11):
@@ -19,39 +26,98 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
+# A profile is a few kilobytes of TOML; a bigger file is the wrong file, and is not read into memory.
+MAX_PROFILE_BYTES = 1 << 20
+# Whole numbers the schema gives no upper bound stop here: TOML integers are unbounded in Python, and the
+# Trainer, torch and numpy keep counts and seeds in fixed-width integers.
+INT_LIMIT = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Problem:
     where: str    # "training.micro_batch", or "" for the file as a whole
     message: str
     hint: str = ""
 
-    def render(self, source: str | None) -> str:
+    def text(self, source: str | None = None) -> str:
+        """`SOURCE: WHERE: MESSAGE`, without the hint."""
         head = f"{source}: " if source else ""
-        text = f"{head}{self.where}: {self.message}" if self.where else f"{head}{self.message}"
-        return f"{text}\n  hint: {self.hint}" if self.hint else text
+        return f"{head}{self.where}: {self.message}" if self.where else f"{head}{self.message}"
+
+    def render(self, source: str | None) -> str:
+        """The text with its hint on the next line (`  hint: ...`), as engine.errors.render_text lays it out."""
+        return f"{self.text(source)}\n  hint: {self.hint}" if self.hint else self.text(source)
 
 
-class ProfileError(Exception):
-    """A profile that cannot be used; str() is the full, user-facing explanation."""
+class ProfileError(TunetopError):
+    """A profile that cannot be used. `problems` holds every problem found; the message lists them all (one
+    per line, each naming the file and the field) and the hint holds their hints (each after its field when
+    there are several). Render it with engine.errors.render_text."""
 
     def __init__(self, problems: list[Problem], source: str | None = None):
-        self.problems = problems
+        self.problems = list(problems)
         self.source = source
-        super().__init__("\n".join(p.render(source) for p in problems))
+        super().__init__("\n".join(p.text(source) for p in self.problems), _hints(self.problems))
+
+
+def _hints(problems: list[Problem]) -> str:
+    if len(problems) == 1:
+        return problems[0].hint
+    # Several: each after its field, lined up under the first (render_text prints "  hint: " before it).
+    return "\n        ".join(f"{p.where}: {p.hint}" if p.where else p.hint for p in problems if p.hint)
 
 
 def load(path: str | Path) -> Profile:
     """Read and validate a profile file. Raises ProfileError (never a bare TOML or OS error)."""
     path = Path(path)
+    return loads(_read_profile(path), source=path)
+
+
+def _read_profile(path: Path) -> str:
+    """The text of a profile file. Anything but a regular file (after symlinks) is refused before it is
+    opened: reading a FIFO waits for a writer for ever, and /dev/zero or /dev/urandom never end."""
+    def fail(message: str, hint: str = "") -> ProfileError:
+        return ProfileError([Problem("", message, hint)], str(path))
+
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
     except FileNotFoundError:
-        raise ProfileError([Problem("", "no such profile file",
-                                    "give a path to a .toml file, or a profile name from `tunetop profiles`")],
-                           str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError([Problem("", f"cannot read the file: {exc}")], str(path)) from None
-    return loads(text, source=path)
+        raise fail("no such profile file",
+                   "give a path to a .toml file, or a profile name from `tunetop profiles`") from None
+    except OSError as exc:
+        raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise fail("is a folder, not a profile file", "give the path of a .toml file, or a profile name")
+    if not stat.S_ISREG(info.st_mode):
+        via = f" (a symlink to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise fail(f"is{via} {_file_kind(info.st_mode)}, not a regular file",
+                   "a profile is a .toml file: give its path, or a profile name from `tunetop profiles`")
+    if info.st_size > MAX_PROFILE_BYTES:
+        raise fail(f"is {info.st_size / 2**20:.1f} MiB; a profile is a small TOML file (at most "
+                   f"{MAX_PROFILE_BYTES >> 20} MiB)", "check that this is the profile you meant")
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, the open does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise fail("is not a regular file", "a profile is a .toml file")
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise fail(f"is over {MAX_PROFILE_BYTES >> 20} MiB; a profile is a small TOML file",
+                   "check that this is the profile you meant")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise fail(f"line {line} is not UTF-8 text", "save the profile as UTF-8") from None
+
+
+def _file_kind(mode: int) -> str:
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
 
 
 def loads(text: str, source: str | Path | None = None) -> Profile:
@@ -61,6 +127,10 @@ def loads(text: str, source: str | Path | None = None) -> Profile:
         # tomllib's message already carries "(at line L, column C)".
         raise ProfileError([Problem("", f"not valid TOML: {exc}",
                                     "check quotes around strings and `key = value` syntax on that line")],
+                           str(source) if source else None) from None
+    except RecursionError:
+        raise ProfileError([Problem("", "arrays or tables are nested too deeply to read",
+                                    "a profile's values are numbers, strings, and short lists or tables")],
                            str(source) if source else None) from None
     return validate(raw, source=source)
 
@@ -95,12 +165,18 @@ def validate(raw: dict, source: str | Path | None = None) -> Profile:
     return profile
 
 
-def check_field(section: str, key: str, value: Any) -> str | None:
-    """Validate one value as typed in a form; returns the problem text or None."""
+def field_problem(section: str, key: str, value: Any) -> Problem | None:
+    """Validate one value as typed in a form: the Problem (message and hint apart) or None."""
     probe = SECTIONS[section]()
     problems: list[Problem] = []
     set_field(probe, section, key, value, None, problems)
-    return problems[0].render(None) if problems else None
+    return problems[0] if problems else None
+
+
+def check_field(section: str, key: str, value: Any) -> str | None:
+    """field_problem as text: `section.key: message` and `  hint: ...` on the next line, or None."""
+    problem = field_problem(section, key, value)
+    return problem.render(None) if problem else None
 
 
 # -- fields ---------------------------------------------------------------------------------------------
@@ -125,6 +201,8 @@ def set_field(section_obj, section: str, key: str, value: Any, base_dir: Path | 
 
 def _convert(value: Any, meta) -> tuple[str | None, Any]:
     kind, lo, hi = meta["kind"], meta["min"], meta["max"]
+    if kind in ("int", "int_or_auto") and hi is None:
+        hi = INT_LIMIT
 
     def bounded(v, noun):
         if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -148,7 +226,13 @@ def _convert(value: Any, meta) -> tuple[str | None, Any]:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "expected a number", None
-        return bounded(float(value), "a number")
+        try:
+            number = float(value)
+        except OverflowError:          # a whole number too big for a float
+            return "expected a finite number", None
+        if not math.isfinite(number):  # TOML has nan and inf; both slip through every comparison
+            return "expected a finite number", None
+        return bounded(number, "a number")
     if kind == "choice":
         if value not in meta["choices"]:
             close = difflib.get_close_matches(str(value), meta["choices"], n=1)
