@@ -63,8 +63,10 @@ def trainable_grad_bytes(est: vram.Estimate, precision: str) -> int:
 
 
 def per_gpu(est: vram.Estimate, config: dict, strategy: str, world_size: int, *, precision: str = "bf16",
-            double_quant: bool = True) -> Placement:
-    """Peak bytes per GPU for the strategy ("single", "ddp", "fsdp" or "model_parallel" over world_size GPUs)."""
+            double_quant: bool = True, layers_per_gpu: list[int] | None = None) -> Placement:
+    """Peak bytes per GPU for the strategy ("single", "ddp", "fsdp" or "model_parallel" over world_size GPUs).
+    layers_per_gpu: model_parallel's split when known (accelerate's map, engine/distributed/device_map.py);
+    otherwise an even split."""
     if strategy == "single" or world_size <= 1 and strategy != "model_parallel":
         return Placement("single", 1, (est.total,), tuple(est.breakdown()))
     if strategy == "ddp":
@@ -74,7 +76,7 @@ def per_gpu(est: vram.Estimate, config: dict, strategy: str, world_size: int, *,
     if strategy == "fsdp":
         return _fsdp(est, config, world_size, precision, double_quant)
     if strategy == "model_parallel":
-        return _model_parallel(est, config, world_size, precision, double_quant)
+        return _model_parallel(est, config, world_size, precision, double_quant, layers_per_gpu)
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
@@ -97,14 +99,14 @@ def _fsdp(est, config, world, precision, double_quant) -> Placement:
     return Placement("fsdp", world, (sum(b for _, b in terms),), terms)
 
 
-def _model_parallel(est, config, n_gpus, precision, double_quant) -> Placement:
+def _model_parallel(est, config, n_gpus, precision, double_quant, split=None) -> Placement:
     s = shape_of(config)
     counts = count_params(config)
     p = 4 if precision == "fp32" else 2
     layer = layer_weight_bytes(config, est.method, precision, double_quant)
     base = vram.weight_bytes(config, est.method, precision, double_quant)
     dequant = est.weights - base
-    split = balanced_layers(s.layers, n_gpus)
+    split = list(split) if split else balanced_layers(s.layers, n_gpus)
     embed = counts.embeddings * p
     head = (counts.lm_head + s.hidden) * p      # and the final norm
     per_layer_state = est.adapters / s.layers

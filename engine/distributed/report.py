@@ -35,7 +35,7 @@ def layout_text(places: list[Placement], card_name: str, card_bytes: int) -> str
                               + (" + embeddings" if i == 0 else "")
                               + (" + norm, lm_head" if i == len(p.layers_per_gpu) - 1 else "")
                               for i in range(len(p.layers_per_gpu)))
-            lines.append(f"      device map (balanced): {where}")
+            lines.append(f"      layers per GPU: {where}")
         for note in p.notes:
             lines.append(f"      note: {note}")
     return "\n".join(lines)
@@ -50,8 +50,41 @@ def profile_layout_text(profile, n_gpus: int, strategy: str | None, card_name: s
         raise ValueError(model.problem)
     kwargs = estimate_kwargs(settings_of(profile))
     est = vram.estimate(model.config, **kwargs)
-    return layout_text(placements(est, model.config, n_gpus, strategy, precision=kwargs["precision"],
-                                  double_quant=kwargs["double_quant"]), card_name, card_bytes)
+    if strategy != "model_parallel":
+        return layout_text(placements(est, model.config, n_gpus, strategy, precision=kwargs["precision"],
+                                      double_quant=kwargs["double_quant"]), card_name, card_bytes)
+    # Asked for by name: worth the seconds of a meta-device model, whose map then sets the split.
+    found = meta_map(model.config, est, n_gpus, card_bytes)
+    split = [b - a + 1 for a, b in found["layers"]] if found and len(found["layers"]) == n_gpus else None
+    placed = per_gpu(est, model.config, "model_parallel", n_gpus, precision=kwargs["precision"],
+                     double_quant=kwargs["double_quant"], layers_per_gpu=split)
+    return layout_text([placed], card_name, card_bytes) + "\n" + meta_map_text(found, n_gpus)
+
+
+def meta_map(config: dict, est: vram.Estimate, n_gpus: int, card_bytes: int) -> dict | None:
+    """accelerate's device map on the meta model, with each GPU's budget for weights: 90% of the card less
+    its share of the trainable state and activations and its CUDA context (the last GPU also the logits)."""
+    from .device_map import infer_in_subprocess
+    share = (est.adapters + est.activations) // n_gpus
+    budgets = [int(0.9 * card_bytes) - share - vram.CUDA_CONTEXT_BYTES - (est.logits if i == n_gpus - 1 else 0)
+               for i in range(n_gpus)]
+    return infer_in_subprocess(config, est.method, budgets)
+
+
+def meta_map_text(found: dict | None, n_gpus: int) -> str:
+    if not found or len(found["layers"]) == 0:
+        return "      device map (accelerate, meta model): not available (transformers could not build this model)"
+    where = [f"GPU {i}: layers {a}-{b}" for i, (a, b) in enumerate(found["layers"])]
+    others = {}
+    for name, device in found["map"].items():
+        if ".layers." not in f".{name}.":
+            others.setdefault(device, []).append(name.rsplit(".", 1)[-1])
+    where = [w + (" + " + ", ".join(others.get(i, [])) if others.get(i) else "") for i, w in enumerate(where)]
+    spill = [d for d in others if not isinstance(d, int)]
+    text = "      device map (accelerate, meta model): " + "; ".join(where)
+    if spill or len(found["layers"]) < n_gpus and any(not isinstance(d, int) for d in found["map"].values()):
+        text += "  (some modules do not fit the GPUs: " + ", ".join(map(str, spill)) + ")"
+    return text
 
 
 def fit_count_text(card_name: str, card_bytes: int, count: int, seq_len: int = 2048, micro_batch: int = 1) -> str:
