@@ -149,13 +149,14 @@ def follow(run_dir: Path, out=sys.stdout, poll_s: float = 0.5) -> rundir.RunStat
                       "still alive but its progress cannot be shown\n")
             drawn = False
         shown = (state.step, state.status)
-        if shown != last_printed and state.last_step is not None:
-            last_printed = shown
-            if tty:
+        if state.last_step is not None and not (state.ended and not state.active):
+            if tty and (shown != last_printed or not drawn):
+                # Redrawn after every event line too (printing one erases it), so it is always on screen.
                 out.write("\r\033[K" + progress_line(state, _columns(out)))
                 drawn = True
-            else:
+            elif not tty and shown != last_printed:
                 out.write(progress_line(state) + "\n")
+            last_printed = shown
         out.flush()
         if (state.ended and not state.active) or (not state.alive and not batch):
             return _finish(run_dir, state, tail, out, drawn, printed_end)
