@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import checkpoints as ck
 from ..errors import TunetopError
 from . import faults
+from .guard import RESERVE_BYTES
 
 SLACK = 4 << 20         # tokenizer files, trainer state, RNG: a few MB beyond the tensors
 
@@ -168,13 +169,8 @@ class CheckpointMixin:
     def _check_space(self, parent: Path, step: int) -> None:
         need = self._expected_checkpoint_bytes()
         free = shutil.disk_usage(parent).free
-        if free < need * 1.05 + ck_reserve():
+        if free < need * 1.05 + RESERVE_BYTES:   # the end event's reserve stays untouched
             raise disk_full(parent, f"checkpoint-{step}", need)
-
-
-def ck_reserve() -> int:
-    from .guard import RESERVE_BYTES
-    return RESERVE_BYTES
 
 
 # -- the final output ---------------------------------------------------------------------------------------
