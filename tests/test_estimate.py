@@ -81,7 +81,7 @@ def test_instruct_variants_share_the_base_architecture():
 
 
 def test_nf4_double_quant_costs_4_1275_bits():
-    # DESIGN.md: 4.1275 bits a parameter of a quantized Linear (bitsandbytes 0.50), here on an 8B MLP weight.
+    # docs/facts.md: 4.1275 bits a parameter of a quantized Linear (bitsandbytes 0.50), here on an 8B MLP weight.
     n = 4096 * 14336
     assert nf4_bytes(n) * 8 / n == pytest.approx(4.1275, abs=0.001)
     assert nf4_bytes(n, double_quant=False) * 8 / n == pytest.approx(4.5, abs=0.001)
@@ -120,7 +120,7 @@ def test_methods_order_and_breakdown_sums():
 
 
 def test_logits_term_is_the_lever_for_large_vocabularies():
-    # DESIGN.md: Llama 3's 128k vocabulary at 4 x 2048 tokens costs about 15 GB of logits unless the loss is
+    # docs/facts.md: Llama 3's 128k vocabulary at 4 x 2048 tokens costs about 15 GB of logits unless the loss is
     # chunked; TRL's fused LM head keeps it to one tile.
     full = estimate(LLAMA_8B, method="qlora", micro_batch=4, seq_len=2048, loss="full")
     fused = estimate(LLAMA_8B, method="qlora", micro_batch=4, seq_len=2048, loss="fused")
@@ -453,7 +453,7 @@ def _measure(torch, model, *, B, T, vocab, gc_on=False, autocast=False, padded=F
 
 # (family, method, options). Options: estimate() keywords, plus gc (checkpointing) and padded (an attention
 # mask with padding). Defaults of the tunetop stack: QLoRA adapters in bf16 (TRL) under autocast; LoRA
-# adapters in fp32 under autocast. The "no autocast, fp32 adapters" LoRA case is the setup DESIGN.md's
+# adapters in fp32 under autocast. The "no autocast, fp32 adapters" LoRA case is the setup docs/facts.md's
 # closed-form LoRA formula was measured in.
 CASES = [
     ("llama", "full", {}),
@@ -528,7 +528,7 @@ def test_activation_terms_match_measurement(torch_stack, tmp_path, family, metho
 
 
 def test_design_formula_for_llama_layers():
-    """The closed forms of DESIGN.md follow from the per-tensor terms when q = h."""
+    """The closed forms of docs/facts.md follow from the per-tensor terms when q = h."""
     cfg = small_config("llama", head_dim=32)  # 4 heads x 32 = hidden 128
     s = shape_of(cfg)
     h, i, kv, nh, r = s.hidden, s.intermediate, s.kv_dim, s.heads, 16
@@ -589,7 +589,7 @@ def test_trainable_params_match_peft(torch_stack, tmp_path, targets):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     est = estimate(cfg, method="lora", micro_batch=1, seq_len=16, lora_r=8, target_modules=targets)
     assert est.trainable_params == trainable
-    # fp32 adapters with AdamW: 4 weight + 4 grad + 8 state bytes each (DESIGN.md).
+    # fp32 adapters with AdamW: 4 weight + 4 grad + 8 state bytes each (docs/facts.md).
     assert est.adapters == 16 * trainable
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert estimate(cfg, method="full", micro_batch=1, seq_len=16).trainable_params == frozen

@@ -1,4 +1,4 @@
-"""VRAM estimate for fine-tuning, from config.json alone (DESIGN.md, "VRAM estimate: facts").
+"""VRAM estimate for fine-tuning, from config.json alone (docs/facts.md, "VRAM estimate: facts").
 
 Torch-free: importing this package loads only the standard library, so the TUI and the CLI can use it
 without paying for torch. Callers outside engine/estimate and engine/plan go through engine.plan (its

@@ -10,7 +10,7 @@ measures the peak of a whole step (activations + logits within a few percent).
 Notation, per token of one decoder layer: h hidden, I intermediate, q = heads x head_dim, kv = kv_heads x
 head_dim, nh heads, c bytes of the compute dtype (2 for bf16/fp16), r the LoRA rank.
 
-Measured (HF Llama, SDPA, bf16, no autocast, fp32 adapters, DESIGN.md "VRAM estimate: facts"):
+Measured (HF Llama, SDPA, bf16, no autocast, fp32 adapters, docs/facts.md "VRAM estimate: facts"):
   full fine-tune: 16h + 4q + 4kv + 4nh + 8I + 8 (= 20h + 8I + 4kv + 4nh + 8 when q = h)
   LoRA, all-linear: 8h + 4q + 4kv + 4nh + 6I + 8 + sum over targets (4 d_in + 4r)
                     (= 36h + 10I + 4kv + 4nh + 4r x 7 + 8 when q = h)
@@ -275,7 +275,7 @@ def logits_bytes(s: Shape, st: ActivationSetup, tokens: int, loss: str, lm_head_
     loss="full" (model(labels=...) as in a plain Trainer): the forward makes the c-byte logits and their fp32
     upcast, the loss saves its fp32 log-softmax, and the backward starts with two fp32 gradients alive next
     to it: 12 bytes per vocabulary entry per token at the peak (measured). The Trainer drops the model's
-    outputs before the backward; code that keeps the logits alive adds c more (DESIGN.md's "about 14").
+    outputs before the backward; code that keeps the logits alive adds c more (docs/facts.md's "about 14").
     Gemma 2's final soft-capping saves its c-byte tanh output.
     With a plain loss under autocast, an fp32 lm_head's c-byte copy (c V h) is saved for the backward.
     loss="fused" (TRL >= 1.16 SFTTrainer, Triton kernels on CUDA): one c-byte tile of FUSED_TOKEN_TILE

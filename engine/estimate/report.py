@@ -16,7 +16,7 @@ class RuleOfThumb(NamedTuple):
     note: str
 
 
-# DESIGN.md, "VRAM estimate: facts": worth showing beside the estimate, not trusting.
+# docs/facts.md, "VRAM estimate: facts": worth showing beside the estimate, not trusting.
 RULES_OF_THUMB: list[RuleOfThumb] = [
     RuleOfThumb("qlora", 7, 9, "batch 4"),
     RuleOfThumb("qlora", 13, 15, "batch 4"),

@@ -24,7 +24,7 @@ _PRECISION_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 # NF4 (bitsandbytes 0.50, blocksize 64): two 4-bit values per byte, one absmax per 64 values. With double
 # quantization the absmax is itself quantized to 8 bits, with an fp32 absmax per 256 of them; otherwise it
-# is fp32. Measured: 4.1275 bits a parameter with double quantization (DESIGN.md). Per quantized module a
+# is fp32. Measured: 4.1275 bits a parameter with double quantization (docs/facts.md). Per quantized module a
 # few constants also live in the quant state: the 16-entry NF4 code (fp32), the 256-entry code of the
 # nested quantization (fp32) and its fp32 offset.
 _NF4_BLOCK = 64
@@ -32,7 +32,7 @@ _NESTED_BLOCK = 256
 _NF4_CONSTANTS = 16 * 4
 _NESTED_CONSTANTS = 256 * 4 + 4
 
-# CUDA context with lazy module loading: 0.3 to 0.5 GB (DESIGN.md); the upper end, since cuBLAS and the
+# CUDA context with lazy module loading: 0.3 to 0.5 GB (docs/facts.md); the upper end, since cuBLAS and the
 # attention kernels add workspaces on first use.
 CUDA_CONTEXT_BYTES = 512 * 1024**2
 # The caching allocator reserves more than it allocates: activations are freed and re-allocated in other

@@ -5,7 +5,7 @@ How it works (the heavy parts live in trainer.py, backoff_split.py, eval_backoff
 * The dataloader's micro-batch (``micro_batch`` rows) and ``grad_accum`` never change during a run. On an
   out-of-memory error inside a training step, the same micro-batch is run again as ``split`` row-chunks,
   each its own forward and backward with the window's ``num_items_in_batch``; their gradients sum to the
-  unsplit one (DESIGN.md, "OOM backoff: facts"). So the effective batch, sampler order, LR schedule and
+  unsplit one (docs/facts.md, "OOM backoff: facts"). So the effective batch, sampler order, LR schedule and
   checkpoints are untouched. Users see the effective figures: micro-batch ``ceil(micro_batch / split)``
   and accumulation ``grad_accum x split``.
 * The ladder, one rung per out-of-memory error, each rung a ``backoff`` event: double ``split`` (down to

@@ -2,7 +2,7 @@
 (packed / padding-free), save and restore gradients around an attempt, undo SFTTrainer's per-call side
 effects, save and restore the random generators, agree across ranks, and check that memory really came back.
 
-Exactness rests on one fact (DESIGN.md): with ``num_items_in_batch`` counted over the whole accumulation
+Exactness rests on one fact (docs/facts.md): with ``num_items_in_batch`` counted over the whole accumulation
 window, the loss of a micro-batch is a plain sum of token losses divided by a constant, so chunks summed
 are the micro-batch. Every function here keeps that true or refuses.
 """

@@ -1,4 +1,4 @@
-"""Our VRAM estimate beside published measurements and the rule-of-thumb table (DESIGN.md).
+"""Our VRAM estimate beside published measurements and the rule-of-thumb table (docs/facts.md).
 
 Run: python tests/bench/bench_estimate.py   (no torch needed; prints tables, asserts nothing)
 
@@ -58,10 +58,10 @@ METAMATH_KEPT_LOGITS = 2 * 4 * 768 * 128256   # bf16 logits held by the training
 PUBLISHED = [
     ("LitGPT Llama-2-7B LoRA bf16, A100", LLAMA2_7B, "lora", LITGPT, 21.30, GB, "LitGPT model, not HF"),
     ("LitGPT Llama-2-7B NF4+DQ, A100", LLAMA2_7B, "qlora", LITGPT, 13.84, GB, "LitGPT NF4 path (1)"),
-    # Same LitGPT table, not in DESIGN.md: micro-batch 2, and the 13B model.
+    # Same LitGPT table, not in docs/facts.md: micro-batch 2, and the 13B model.
     ("LitGPT Llama-2-7B LoRA bf16 mb2, A100", LLAMA2_7B, "lora", {**LITGPT, "micro_batch": 2}, 29.07, GB,
-     "same table; not in DESIGN.md"),
-    ("LitGPT Llama-2-13B LoRA bf16, A100", LLAMA2_13B, "lora", LITGPT, 38.12, GB, "same table; not in DESIGN.md"),
+     "same table; not in docs/facts.md"),
+    ("LitGPT Llama-2-13B LoRA bf16, A100", LLAMA2_13B, "lora", LITGPT, 38.12, GB, "same table; not in docs/facts.md"),
     ("LitGPT Llama-2-13B NF4+DQ, A100", LLAMA2_13B, "qlora", LITGPT, 22.55, GB, "LitGPT NF4 path (1); same table"),
     ("torchtune Llama-3.1-8B QLoRA, 4090", LLAMA31_8B, "qlora", TORCHTUNE, 7.4, GiB, "chunked CE ~ fused"),
     ("torchtune Llama-3.1-8B LoRA, 4090", LLAMA31_8B, "lora", TORCHTUNE, 16.2, GiB, "chunked CE ~ fused"),
@@ -133,7 +133,7 @@ def qlora_65b_rows() -> list[list[str]]:
 
 
 def main() -> None:
-    print("Published peak measurements (DESIGN.md) vs our estimate")
+    print("Published peak measurements (docs/facts.md) vs our estimate")
     print(_table(["setup", "published", "ours (alloc.)", "ours (total)", "ratio", "notes"], published_rows()))
     print("ratio = ours (allocated: total minus the CUDA-overhead term) / published")
     print("(1) LitGPT's NF4 rows sit ~0.35 bytes/parameter above ours while its bf16 rows match: a cost of")
