@@ -253,27 +253,38 @@ def complete_end(path: str | Path, size: int) -> int:
     return 0
 
 
+def iter_head(path: str | Path, start: int = 0, limit: int = 1 << 20) -> Iterator[tuple[int, dict]]:
+    """(offset, event) for the events in the `limit` bytes from `start`, parsed lazily in 64 KiB reads:
+    a caller that stops at the first start event reads one block. A line cut by the window's end is dropped."""
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return
+    with f:
+        f.seek(start)
+        pos, buf, left = start, b"", limit
+        while left > 0:
+            chunk = f.read(min(64 << 10, left))
+            if not chunk:
+                if buf:   # the file's own last line, unterminated
+                    event = parse_line(buf)
+                    if event is not None:
+                        yield pos, event
+                return
+            left -= len(chunk)
+            buf += chunk
+            lo = 0
+            while (nl := buf.find(b"\n", lo)) >= 0:
+                event = parse_line(buf[lo:nl])
+                if event is not None:
+                    yield pos + lo, event
+                lo = nl + 1
+            pos, buf = pos + lo, buf[lo:]
+
+
 def read_head(path: str | Path, start: int = 0, limit: int = 1 << 20) -> list[tuple[int, dict]]:
     """The events in the first `limit` bytes from `start` (a line cut by the window's end is dropped)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read(limit)
-    except OSError:
-        return []
-    out, pos = [], 0
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            if pos < len(data) and len(data) < limit:   # the file's own last line, unterminated
-                event = parse_line(data[pos:])
-                if event is not None:
-                    out.append((start + pos, event))
-            return out
-        event = parse_line(data[pos:nl])
-        if event is not None:
-            out.append((start + pos, event))
-        pos = nl + 1
+    return list(iter_head(path, start, limit))
 
 
 class EventTail:

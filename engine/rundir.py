@@ -208,7 +208,7 @@ def read_state(run_dir: Path, alive: bool | None = None) -> RunState:
 def _read_large(state: RunState, path: Path, size: int) -> None:
     """Head + newest segment start + tail of a large events file (constant time and memory)."""
     state.partial = True
-    first = next((e for _, e in ev.read_head(path) if e.get("type") == "start"), None)
+    first = next((e for _, e in ev.iter_head(path) if e.get("type") == "start"), None)
     seg = read_segments(state.path)
     seg_offset = seg["offset"] if seg and seg["offset"] <= size else 0
 
@@ -225,7 +225,7 @@ def _read_large(state: RunState, path: Path, size: int) -> None:
         tail = [(o, e) for o, e in tail if o >= seg_offset]
     else:
         if seg_offset:
-            latest = next((e for _, e in ev.read_head(path, seg_offset) if e.get("type") == "start"), None)
+            latest = next((e for _, e in ev.iter_head(path, seg_offset) if e.get("type") == "start"), None)
             if latest is not None:
                 state.closed_s, state.segment_start = seg["closed_s"], None
                 state.apply(latest)
