@@ -10,7 +10,7 @@ import pytest
 
 from engine import events, rundir
 
-from .conftest import TINY_MODEL, run_cli
+from .helpers import TINY_MODEL, run_cli
 
 
 def fails(result, *needles, code=2):

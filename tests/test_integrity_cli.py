@@ -24,7 +24,7 @@ import pytest
 from engine import launch, rundir
 from engine.profile import load
 
-from .conftest import ROOT, merged, toml_text, wait_for
+from .helpers import ROOT, merged, toml_text, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def kill_engines(run_dir: Path) -> None:
             os.killpg(os.getpgid(p.pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    wait_for(lambda: not rundir.is_alive(run_dir), timeout=30, what="the engine to die")
+    wait_until(lambda: not rundir.is_alive(run_dir), timeout=30, what="the engine to die")
 
 
 def step_of(run_dir: Path) -> int:
@@ -77,7 +77,7 @@ def world(tmp_path_factory):
     assert started.returncode == 0, started.stdout + started.stderr
     run_dir = rundir.list_runs(base / "home" / "runs")[0]
     try:
-        wait_for(lambda: step_of(run_dir) >= 2, timeout=240, what="the first steps")
+        wait_until(lambda: step_of(run_dir) >= 2, timeout=240, what="the first steps")
         yield {"env": env, "run": run_dir, "base": base, "profile": profile}
     finally:
         kill_engines(run_dir)
@@ -88,6 +88,10 @@ def world(tmp_path_factory):
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 @pytest.mark.parametrize("columns", [60, 80, 120])
 def test_watch_progress_line_fits_the_terminal(world, columns):
+    if not rundir.is_alive(world["run"]):   # run after the stop tests (-k, another order): train again
+        assert cli("resume", "--detach", world["run"].name, env=world["env"]).returncode == 0
+        step = step_of(world["run"])
+        wait_until(lambda: step_of(world["run"]) > step, timeout=240, what="the resumed run's steps")
     sock = f"tunetop-watch-{uuid.uuid4().hex[:8]}"
     envs = " ".join(f"{k}={v}" for k, v in world["env"].items())
     tmux = ["tmux", "-L", sock]
@@ -101,9 +105,9 @@ def test_watch_progress_line_fits_the_terminal(world, columns):
         def progress_rows() -> list[str]:
             return [ln for ln in screen() if "ETA" in ln]
 
-        first = wait_for(progress_rows, timeout=60, what="a progress line")
+        first = wait_until(progress_rows, timeout=60, what="a progress line")
         step0 = step_of(world["run"])
-        wait_for(lambda: step_of(world["run"]) >= step0 + 2, timeout=60, what="two more steps")
+        wait_until(lambda: step_of(world["run"]) >= step0 + 2, timeout=60, what="two more steps")
         time.sleep(1.0)   # the watcher polls twice a second
         rows = screen()
         bars = [ln for ln in rows if "ETA" in ln]
@@ -182,7 +186,7 @@ def test_stop_followed_at_once_by_resume_never_starts_a_second_engine(world):
     waited = cli("stop", "--wait", run_dir.name, env=env) if rundir.is_alive(run_dir) else None
     if waited is not None:
         assert waited.returncode in (0, 2), waited.stderr   # 2: it exited between is_alive and the stop
-    wait_for(lambda: not rundir.is_alive(run_dir), timeout=120, what="the stop")
+    wait_until(lambda: not rundir.is_alive(run_dir), timeout=120, what="the stop")
     assert rundir.read_state(run_dir).status == "stopped"
 
 
@@ -210,7 +214,7 @@ def test_slowed_step_is_stalled_sigstop_is_hung_and_force_stop_interrupts(world)
         return "stalled" in seen[-1]
 
     try:
-        wait_for(stalled, timeout=300, interval=1.0, what="ls to show stalled")
+        wait_until(stalled, timeout=300, interval=1.0, what="ls to show stalled")
     except AssertionError:
         tail = (run_dir / "events.jsonl").read_text()[-3000:]
         raise AssertionError(f"ls said {seen[-3:]}; at={at}; events tail:\n{tail}") from None
@@ -220,7 +224,7 @@ def test_slowed_step_is_stalled_sigstop_is_hung_and_force_stop_interrupts(world)
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)         # a frozen process: the heartbeat thread stops too
     try:
-        wait_for(lambda: "hung" in ls_status(), timeout=60, interval=1.0, what="ls to show hung")
+        wait_until(lambda: "hung" in ls_status(), timeout=60, interval=1.0, what="ls to show hung")
         t0 = time.monotonic()
         waited = cli("stop", "--wait", "--timeout", "2", run_dir.name, env=env)
         took = time.monotonic() - t0
