@@ -76,10 +76,21 @@ def gone(pids) -> bool:
     return True
 
 
-def launch(*args, env=None) -> subprocess.CompletedProcess:
-    out = run_cli("run", *args, env={**FAST_TEARDOWN, **(env or {})}, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return out
+def launch_together(*runs: list[str]) -> list[tuple[object, str]]:
+    """`tunetop run ARGS` for each, all at once (each one's ranks wait on imports and collectives, so
+    together they take less wall time than one after the other). Returns (run directory, output) each."""
+    env = {**os.environ, **FAST_TEARDOWN}
+    procs = [subprocess.Popen([sys.executable, "-m", "tuiapp", "run", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for args in runs]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [o[-3000:] for o in outs]
+    return [(started(out), out) for out in outs]
+
+
+def started(output: str):
+    """The run directory `tunetop run` said it started ("run ID started (PATH)")."""
+    return rundir.resolve(next(line.split()[1] for line in output.splitlines()
+                               if line.startswith("run ") and " started " in line))
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +105,39 @@ def home_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def single(home_dir):
-    """One process over the same 16 rows per step (4 x 4 accumulation)."""
-    launch(str(write_profile(home_dir, "single", {"training": {"grad_accum": 4}})))
-    return rundir.resolve("last")
+def references(home_dir):
+    """One process over the same 16 rows per step (4 x 4 accumulation), and 2 DDP processes (4 x 2 each)."""
+    (single, _), (ddp, out) = launch_together(
+        [str(write_profile(home_dir, "single", {"training": {"grad_accum": 4}}))],
+        [str(write_profile(home_dir, "ddp")), "--processes", "2"])
+    assert "layout: ddp: world size 2, 2 CPU processes (gloo)" in out
+    return single, ddp
 
 
 @pytest.fixture(scope="module")
-def ddp(home_dir):
-    out = launch(str(write_profile(home_dir, "ddp")), "--processes", "2")
-    assert "layout: ddp: world size 2, 2 CPU processes (gloo)" in out.stdout
-    return rundir.resolve("last")
+def single(references):
+    return references[0]
+
+
+@pytest.fixture(scope="module")
+def ddp(references):
+    return references[1]
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(home_dir):
+    """Two "machines" (two `tunetop run --nnodes 2 --node-rank 0|1`, one process each) training one LoRA run
+    under FSDP, and a full fine-tune under FSDP with 2 processes, all at once."""
+    nodes = write_profile(home_dir, "nodes", {"training": {"max_steps": 2}})
+    full = write_profile(home_dir, "fsdpfull", {"method": {"type": "full", "lora_r": None, "lora_alpha": None,
+                                                           "lora_dropout": None},
+                                                "training": {"max_steps": 2, "learning_rate": 1e-3,
+                                                             "optimizer": "adamw_torch", "save_steps": 2}})
+    common = ["--nnodes", "2", "--processes", "1", "--strategy", "fsdp", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    (main, _), (node, _), (full_dir, _) = launch_together([str(nodes), "--node-rank", "0", *common],
+                                                          [str(nodes), "--node-rank", "1", *common],
+                                                          [str(full), "--processes", "2", "--strategy", "fsdp"])
+    return {"main": main, "node": node, "full": full_dir}
 
 
 def test_ddp_run_completes_with_world_size_2_and_matches_one_process(ddp, single):
@@ -152,7 +185,7 @@ def test_agent_killed_ends_every_rank(home_dir):
     path = write_profile(home_dir, "agentkill", {"training": {"max_steps": 200}})
     out = run_cli("run", "--detach", str(path), "--processes", "2", env=FAST_TEARDOWN)
     assert out.returncode == 0, out.stderr
-    run_dir = rundir.resolve("last")
+    run_dir = started(out.stdout)
     agent = psutil.Process(rundir.read_pid(run_dir)["pid"])
     log = run_dir / "engine.log"
     # Each rank says when it watches its agent (the first thing it does).
@@ -177,7 +210,7 @@ def test_stop_kill_rank1_and_resume_reproduce_the_uninterrupted_run(home_dir, dd
     oom = {"TUNETOP_FAULT_OOM_STEPS": "2", "TUNETOP_FAULT_OOM_RANK": "1", "TUNETOP_FAULT_SLOW_STEP_S": "1"}
     out = run_cli("run", "--detach", str(path), "--processes", "2", env={**FAST_TEARDOWN, **oom})
     assert out.returncode == 0, out.stderr
-    run_dir = rundir.resolve("last")
+    run_dir = started(out.stdout)
     wait_for(lambda: max(step_losses(run_dir), default=0) >= 2, timeout=300, what="step 2")
     agent = rundir.read_pid(run_dir)["pid"]
     pids = [agent, *rank_pids(run_dir)]
@@ -219,24 +252,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_on_one_machine_train_one_fsdp_run(home_dir, ddp):
+def test_two_nodes_on_one_machine_train_one_fsdp_run(fsdp_runs, ddp):
     """Two `tunetop run --nnodes 2 --node-rank 0|1` (one process each) train one FSDP run together; node 1
     keeps its own run directory (start, end, engine log, pid, its checkpoints). FSDP over 2 ranks makes the
     same first update as DDP over 2."""
-    path = write_profile(home_dir, "nodes", {"training": {"max_steps": 2}})
-    endpoint = f"127.0.0.1:{free_port()}"
-    common = ["--nnodes", "2", "--processes", "1", "--strategy", "fsdp", "--rdzv-endpoint", endpoint]
-    env = {**os.environ, **FAST_TEARDOWN}
-    procs = [subprocess.Popen([sys.executable, "-m", "tuiapp", "run", str(path), "--node-rank", str(r), *common],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in (0, 1)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    dirs = {}
-    for out in outs:
-        run_id = next(l.split()[1] for l in out.splitlines() if l.startswith("run ") and " started " in l)
-        dirs[out] = rundir.resolve(run_id)
-    main_dir, node_dir = dirs[outs[0]], dirs[outs[1]]
+    main_dir, node_dir = fsdp_runs["main"], fsdp_runs["node"]
     main = rundir.read_state(main_dir)
     assert main.status == "completed" and main.step == 2
     start = next(e for e in all_events(main_dir) if e["type"] == "start")
@@ -251,16 +271,11 @@ def test_two_nodes_on_one_machine_train_one_fsdp_run(home_dir, ddp):
     assert diff < 1e-6
 
 
-def test_full_fine_tune_under_fsdp_completes_and_loads(home_dir):
+def test_full_fine_tune_under_fsdp_completes_and_loads(fsdp_runs):
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = write_profile(home_dir, "fsdpfull", {"method": {"type": "full", "lora_r": None, "lora_alpha": None,
-                                                           "lora_dropout": None},
-                                                "training": {"max_steps": 2, "learning_rate": 1e-3,
-                                                             "optimizer": "adamw_torch", "save_steps": 2}})
-    launch(str(path), "--processes", "2", "--strategy", "fsdp")
-    run_dir = rundir.resolve("last")
+    run_dir = fsdp_runs["full"]
     state = rundir.read_state(run_dir)
     assert state.status == "completed" and state.step == 2
     start = next(e for e in all_events(run_dir) if e["type"] == "start")
