@@ -59,6 +59,9 @@ def spawn_plan(run_dir: Path, profile: Profile, engine_args: list[str]) -> tuple
     if layout.strategy == "single":   # one process; a GPU picked by index is the only one it sees
         return None, ({"CUDA_VISIBLE_DEVICES": ",".join(map(str, layout.gpus))} if layout.gpus else {}), layout
     write_layout(run_dir, layout)
+    # The ranks start after torchrun's agent: until rank 0 opens the stream, readers see an empty one, not
+    # a missing one (which `tunetop watch` reports as deleted).
+    (run_dir / "events.jsonl").touch()
     if not layout.uses_torchrun:   # model_parallel: one process that sees the chosen GPUs
         return None, torchrun_env(layout), layout
     return torchrun_command(layout, run_dir, engine_args), torchrun_env(layout), layout
