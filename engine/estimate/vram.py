@@ -358,6 +358,9 @@ def estimate(
             note = moe_target_note(config, targets)
             if note:
                 notes.append(note)
+            if lora_dropout > 0 and any(t.startswith("experts.") for t in targets):
+                notes.append("peft refuses lora_dropout > 0 on expert adapters: this setup fails at model setup "
+                             "(set lora_dropout = 0, or target attention only)")
         notes.append(f"routed activations: each token passes through {s.top_k} of {s.experts} experts; on one GPU "
                      "there is no all-to-all exchange")
     if config.get("model_type") == "gemma3":
