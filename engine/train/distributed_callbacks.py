@@ -9,19 +9,27 @@ from .callbacks import memory_now
 
 
 class StopAgreement(TrainerCallback):
-    """After each optimizer step every rank learns whether any rank was asked to stop (one all-reduce of a
-    flag), so all of them stop after the same step and save the same checkpoint: a signal forwarded by the
-    agent lands at slightly different moments on each rank."""
+    """After each optimizer step every rank learns whether any rank is stopping (a signal forwarded by the
+    agent lands at slightly different moments on each rank; a guard may stop on one rank only) or saving,
+    through one all-reduce of three flags, so all of them stop after the same step and save the same
+    checkpoint; a rank going on alone would wait in the next step's collectives. Added last (attach), so it
+    sees what every other callback decided."""
 
     def __init__(self, stop):
         self.stop = stop
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = torch.tensor([1 if self.stop.requested else 0], device=args.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and not self.stop.requested:
+        flags = torch.tensor([int(self.stop.requested), int(control.should_training_stop), int(control.should_save)],
+                             device=args.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        requested, stopping, saving = (bool(x) for x in flags.tolist())
+        if requested and not self.stop.requested:
             self.stop.requested = True
             self.stop.signal_name = self.stop.signal_name or "SIGTERM (on another rank)"
+        if requested:
+            control.should_save = True           # the resumable checkpoint of this step, as GracefulStop does
+        control.should_training_stop = control.should_training_stop or stopping or requested
+        control.should_save = control.should_save or saving
         return control
 
 

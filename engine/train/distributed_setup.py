@@ -234,16 +234,22 @@ def model_parallel_device_map() -> dict:
 # -- stopping together, every rank's memory, what `start` says -----------------------------------------------
 
 def callbacks(events, graceful, stop, writer) -> list:
-    """The Trainer callbacks in the order they must run: memory gathered before `step` is written, the stop
-    flag agreed before GracefulStop reads it."""
-    from .distributed_callbacks import NodeStart, RankMemory, StopAgreement
+    """The Trainer callbacks in the order they must run: every rank's memory gathered before `step` is written."""
+    from .distributed_callbacks import NodeStart, RankMemory
     r = ranks()
     if not r.distributed:
         return [events, graceful]
-    out = [RankMemory(writer, r), events, StopAgreement(stop), graceful]
+    out = [RankMemory(writer, r), events, graceful]
     if r.writes_events and not r.main_writer:
         out.append(NodeStart(writer, events))
     return out
+
+
+def attach(trainer, stop) -> None:
+    """After every other callback is in place: the ranks agree on stopping and saving (StopAgreement)."""
+    if ranks().distributed:
+        from .distributed_callbacks import StopAgreement
+        trainer.add_callback(StopAgreement(stop))
 
 
 def start_fields(device) -> dict:

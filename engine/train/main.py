@@ -168,6 +168,7 @@ def train(run_dir: Path, args, writer: EventWriter, stop: StopRequest, guard: Ru
                              profile=profile, run_dir=run_dir, writer=writer)
     from .nan_guard import install as install_nan_guard
     install_nan_guard(trainer, writer, t.on_nan)   # NaN/inf loss: stop before the optimizer step (or warn)
+    distributed_setup.attach(trainer, stop)        # last: the ranks agree on what the callbacks decided
 
     checkpoint = selection.path
     trainer._tt_reset_optimizer = selection.fresh_optimizer
