@@ -63,6 +63,16 @@ NEW = {
     ("training", "save_total_limit"): "2",
     ("output", "runs_root"): "",
     ("output", "merge"): False,
+    ("distributed", "gpus"): "",
+    ("distributed", "strategy"): "auto",
+    ("distributed", "processes"): "1",
+    ("distributed", "nnodes"): "1",
+    ("distributed", "node_rank"): "0",
+    ("distributed", "rdzv_endpoint"): "",
+    ("notify", "enabled"): False,
+    ("notify", "on"): "",
+    ("notify", "command"): "",
+    ("notify", "eval_rising"): "0",
 }
 
 # What the saved file must hold, as Profile.to_dict() gives it.
@@ -81,6 +91,8 @@ EXPECTED = {
                  "optimizer": "adamw_torch", "seed": 3, "precision": "auto", "logging_steps": 1, "eval_steps": 2,
                  "save_steps": 2, "save_total_limit": 2},
     "output": {"runs_root": "", "merge": False},
+    "distributed": {"gpus": "", "strategy": "auto", "processes": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": ""},
+    "notify": {"enabled": False, "on": "", "command": "", "eval_rising": 0},
 }
 
 

@@ -118,3 +118,36 @@ def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile
                 except (psutil.TimeoutExpired, psutil.NoSuchProcess):
                     if rundir.alive_pid(run_dir):
                         os.kill(pid, signal.SIGKILL)
+
+
+def _field(text: str, key: str) -> str | None:
+    m = re.search(r"│ " + re.escape(key) + r" +(\S*)", text)
+    return m.group(1) if m else None
+
+
+def test_builder_takes_key_bursts_in_order_in_a_real_terminal(tmp_path):
+    # Keys that arrive together (SSH, a paste of keystrokes) used to be reordered: bound keys (End, Backspace,
+    # Tab) ran after the letters typed behind them. Each send-keys below delivers its keys in one write.
+    env = {"TUNETOP_HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "TERM": "xterm-256color", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    tmux = Tmux(env)
+    try:
+        tmux.start_dashboard("b")
+        wait_for(lambda: "runs (0)" in tmux.screen("b"), 60, what="the dashboard's first frame")
+        tmux("send-keys", "-t", "b", "n")
+        wait_for(lambda: _field(tmux.screen("b"), "revision") == "main", 60, what="the builder")
+        # A text field: tab to it, clear it and type, all in one burst; then edit it in another.
+        tmux("send-keys", "-t", "b", "Tab", "Tab", "Tab", "End", "C-u", *"v1.23")
+        wait_for(lambda: _field(tmux.screen("b"), "revision") == "v1.23", 30, what="v1.23 in revision")
+        tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"xyz")
+        wait_for(lambda: _field(tmux.screen("b"), "revision") == "xyz", 30,
+                 what=f"xyz in revision (screen: {_field(tmux.screen('b'), 'revision')!r})")
+        # A number field 23 fields further down, reached by tab inside the burst.
+        tmux("send-keys", "-t", "b", *["Tab"] * 23, "End", "C-u", *"0.003")
+        wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.003", 30, what="0.003 in learning_rate")
+        tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"0.01")
+        wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.01", 30,
+                 what=f"0.01 in learning_rate (screen: {_field(tmux.screen('b'), 'learning_rate')!r})")
+    finally:
+        tmux.kill_server()
+        tmux.remove_socket()

@@ -1,13 +1,17 @@
 """Pilot tests of the dashboard with made-up run folders and scripted GPU sources (fast; no engine)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from .tui_helpers import (GIB, HEAVY, ROOT, demo_events, drive, ev, fake_engine, make_run, screen_text, two_gpus,
                          wait_for, wait_text)
 
+from engine import rundir
 from engine.telemetry import ProcInfo, ScriptedSource
 from tuiapp.app import TunetopApp
 from tuiapp.components.confirm import ConfirmScreen
@@ -40,7 +44,7 @@ def test_panels_render_with_two_gpus(root, size):
         assert "⣀" in text or "⠉" in text or any(0x2800 < ord(c) <= 0x28FF for c in text)   # the chart drew
         if size == (120, 40):
             assert "4242 python 60.0 GiB" in text      # processes fit on a large screen
-            assert "engine says hello" in text         # the log tail
+            assert "step 40/40 · loss" in text and "eval at step 40" in text   # the event tail
     drive(app, size, scenario)
 
 
@@ -64,7 +68,7 @@ def test_no_driver_with_real_nvml_says_so(root):
 
 
 def test_engine_processes_are_marked_with_their_run(root):
-    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None))
+    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
     try:
         src = two_gpus({0: [ProcInfo(engine.pid, 12 * GIB, "python"), ProcInfo(999, GIB, "Xorg")]})
@@ -144,7 +148,7 @@ def test_unreadable_runs_root_is_reported_in_the_runs_panel(tmp_path):
 
 
 def test_help_palette_and_quit_leaves_runs_alone(root):
-    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None))
+    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
     try:
         app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
@@ -154,7 +158,7 @@ def test_help_palette_and_quit_leaves_runs_alone(root):
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             text = screen_text(app)
-            for key in ("ctrl+p", "stop the run", "resume", "delete", "launch a profile", "quit"):
+            for key in ("ctrl+p", "stop the run", "resume", "delete", "launch a saved profile", "quit"):
                 assert key in text
             await pilot.press("escape")
             titles = [c.title for c in app.get_system_commands(app.screen)]
@@ -177,7 +181,7 @@ def test_help_palette_and_quit_leaves_runs_alone(root):
 
 
 def test_stop_asks_first_and_delete_refuses_an_active_run(root):
-    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None))
+    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
     try:
         app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
@@ -209,6 +213,11 @@ def test_delete_a_finished_run_after_confirmation(root):
         await wait_text(pilot, f"run {gone.name}")
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")                      # the default button is Cancel: enter deletes nothing
+        assert await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5)
+        await pilot.pause(0.3)
+        assert gone.exists()
+        await pilot.press("d")
         await pilot.press("y")
         await wait_text(pilot, "runs (1)")
         assert not gone.exists() and keep.exists()
@@ -275,11 +284,74 @@ def test_layout_follows_the_terminal_size(root):
     app = TunetopApp(gpu_source=two_gpus(), runs_root=root)
 
     async def scenario(pilot):
-        text = await wait_text(pilot, "completed")
-        assert "MODEL" not in text and "PROFILE" not in text and "engine says hello" not in text
+        # The event tail stays at 80x24 (it used to vanish there): the run's last event is on screen.
+        text = await wait_text(pilot, "completed", "completed at step 40")
+        assert "MODEL" not in text and "PROFILE" not in text
         await pilot.resize_terminal(160, 50)
-        text = await wait_text(pilot, "MODEL", "PROFILE", "METHOD", "engine says hello", "4242 python")
+        text = await wait_text(pilot, "MODEL", "PROFILE", "METHOD", "eval at step 40", "4242 python")
         await pilot.resize_terminal(80, 24)
         text = await wait_text(pilot, "completed")
         assert "MODEL" not in text
     drive(app, (80, 24), scenario)
+
+
+def test_hung_and_stalled_runs_show_with_their_glyph(root, monkeypatch):
+    monkeypatch.setenv("TUNETOP_HUNG_AFTER_S", "5")
+    monkeypatch.setenv("TUNETOP_STALL_MIN_S", "5")
+    now = time.time()
+    hung = make_run(root, "20250101-000001-hung", demo_events(steps=5, end=None, t0=now - 8))
+    stalled = make_run(root, "20250101-000002-stalled", demo_events(steps=5, end=None, t0=now - 600))
+    engines = [fake_engine(hung), fake_engine(stalled)]
+    try:
+        (hung / rundir.HEARTBEAT).write_text("")
+        os.utime(hung / rundir.HEARTBEAT, (now - 120, now - 120))      # frozen: no heartbeat for 2 minutes
+        (stalled / rundir.HEARTBEAT).write_text("")                    # alive, but no step for 10 minutes
+        beating = threading.Event()
+
+        def beat():                              # the stalled engine's heartbeat thread goes on
+            while not beating.wait(1.0):
+                os.utime(stalled / rundir.HEARTBEAT)
+        threading.Thread(target=beat, daemon=True).start()
+        app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+
+        async def scenario(pilot):
+            text = await wait_text(pilot, "⏸ hung", "⧗ stalled")        # both in the runs table
+            app.query_one("#table").select_run(hung.name)
+            await wait_text(pilot, f"run {hung.name}", "no heartbeat for")
+            app.query_one("#table").select_run(stalled.name)
+            await wait_text(pilot, f"run {stalled.name}", "no step for")
+            assert "running" not in text
+        drive(app, (120, 40), scenario)
+    finally:
+        beating.set()
+        for e in engines:
+            e.kill()
+            e.wait()
+
+
+def test_loss_chart_zooms_to_the_recent_steps_and_takes_a_log_scale(root):
+    events = demo_events(steps=200, total=200)
+    for e in events:
+        if e["type"] == "step":       # a first loss far above the rest squashes the whole-run view
+            e["loss"] = 50.0 if e["step"] == 1 else 2.0 - e["step"] / 400
+        elif e["type"] == "eval":
+            e["eval_loss"] = 1.6
+    make_run(root, "20250101-000000-demo", events)
+    app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+
+    def top_label() -> float:
+        chart = next(line for line in screen_text(app).splitlines() if "┤" in line)
+        return float(chart.split("┤")[0].split("│")[-1].strip())
+
+    async def scenario(pilot):
+        await wait_text(pilot, "step 0 … 200")
+        await wait_for(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
+        assert top_label() > 40                            # the whole run: the first loss sets the scale
+        await pilot.press("z")
+        await wait_text(pilot, "step 160 … 200 (recent)")
+        assert top_label() < 2                             # the recent steps fill the chart
+        await pilot.press("z", "y")
+        await wait_text(pilot, "step 0 … 200 · log")
+        assert top_label() > 40
+        assert "?" not in app.chart.subtitle()
+    drive(app, (120, 40), scenario)

@@ -37,9 +37,9 @@ def test_live_run_is_followed_until_it_completes(tmp_path, home, make_profile):
         run_dir = launch.launch(profile, root)
         await wait_text(pilot, run_dir.name)
         tracker = lambda: app.registry.get(run_dir.name)   # noqa: E731
-        assert await wait_for(pilot, lambda: tracker() and tracker().data.state.step >= 1, 300), screen_text(app)
+        assert await wait_for(pilot, lambda: tracker() and tracker().view.state.step >= 1, 300), screen_text(app)
         assert "running" in screen_text(app)
-        assert await wait_for(pilot, lambda: tracker().data.state.status == "completed", 400), screen_text(app)
+        assert await wait_for(pilot, lambda: tracker().view.state.status == "completed", 400), screen_text(app)
         await pilot.pause(1.0)
         steps = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "step"]
         evals = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "eval"]
@@ -48,7 +48,7 @@ def test_live_run_is_followed_until_it_completes(tmp_path, home, make_profile):
         assert f"{last['step']}/{last['total_steps']}" in text and "✓ completed" in text
         assert f"loss {fmt.number(last['loss'])}" in text          # the detail panel
         assert fmt.number(last["loss"]) in text.split("runs (")[1]   # and the runs table
-        data = tracker().data
+        data = tracker().view
         assert data.loss.count == len(steps) and data.loss.last == pytest.approx(last["loss"])
         assert data.evals.count == len(evals) >= 1
         assert data.state.status == "completed"
@@ -81,12 +81,12 @@ def test_launch_from_the_picker_then_stop_from_the_runs_table_leaves_a_resumable
         assert await wait_for(pilot, lambda: root.is_dir() and any(root.iterdir()), 30)
         run_dir = next(root.iterdir())
         tracker = lambda: app.registry.get(run_dir.name)   # noqa: E731
-        assert await wait_for(pilot, lambda: tracker() and tracker().data.state.step >= 2, 300), screen_text(app)
+        assert await wait_for(pilot, lambda: tracker() and tracker().view.state.step >= 2, 300), screen_text(app)
         assert app.focus_run == run_dir.name                  # the launched run took the focus
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: tracker().data.state.status == "stopped", 300), screen_text(app)
+        assert await wait_for(pilot, lambda: tracker().view.state.status == "stopped", 300), screen_text(app)
         await wait_text(pilot, "■ stopped")
         end = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "end"][-1]
         ckpt = rundir.last_checkpoint(run_dir)

@@ -6,7 +6,7 @@ import math
 import random
 
 from engine import rundir
-from tuiapp.logtail import LogTail
+from engine.growing_file import GrowingFile
 from tuiapp.scan import first_step_after, sample, scan
 from tuiapp.series import MAX_BINS, Series
 from tuiapp.tracker import PREVIEW_BYTES, RunTracker
@@ -97,21 +97,21 @@ def test_tracker_loads_then_follows_appends_truncation_and_torn_lines(tmp_path):
     run = make_run(tmp_path, "r", demo_events(steps=10, total=20, end=None))
     t = RunTracker(run)
     t.load()
-    s = t.data.state
-    assert s.step == 10 and s.status == "interrupted" and t.data.loss.count == 10 and t.data.evals.count == 1
-    assert t.data.avg_rates()[0] == 1.0                     # 1 step/s from event timestamps
+    s = t.view.state
+    assert s.step == 10 and s.status == "interrupted" and t.view.loss.count == 10 and t.view.evals.count == 1
+    assert t.view.avg_rates[0] == 1.0                     # 1 step/s from event timestamps
     with open(run / rundir.EVENTS, "ab") as f:
         f.write(compact([ev("step", 1.7e9 + 11, step=11, total_steps=20, loss=1.5, tokens_seen=1100)]))
         f.write(b'{"v":1,"t":1.7e9,"type":"st')               # being written
     assert t.poll(now=1e9)
-    assert t.data.state.step == 11 and t.data.loss.last == 1.5 and t.data.torn
+    assert t.view.state.step == 11 and t.view.loss.last == 1.5 and t.view.torn
     with open(run / rundir.EVENTS, "ab") as f:
         f.write(b'ep","step":12,"loss":1.4}\nnot json\n')
     t.poll(now=1e9 + 5)
-    assert t.data.state.step == 12 and t.data.corrupt == 1 and not t.data.torn
+    assert t.view.state.step == 12 and t.view.corrupt == 1 and not t.view.torn
     (run / rundir.EVENTS).write_bytes(compact(demo_events(steps=3, total=20)))   # replaced by a shorter file
     t.poll(now=1e9 + 10)
-    assert t.data.state.step == 3 and t.data.loss.count == 3 and t.data.corrupt == 0
+    assert t.view.state.step == 3 and t.view.loss.count == 3 and t.view.corrupt == 0
 
 
 def test_tracker_previews_a_big_file_before_the_exact_scan(tmp_path):
@@ -124,19 +124,43 @@ def test_tracker_previews_a_big_file_before_the_exact_scan(tmp_path):
     (run / rundir.EVENTS).write_bytes(body)
     t = RunTracker(run)
     seen = []
-    t.load(publish=lambda: seen.append((t.data.preview, t.data.loss.count, t.data.state.step)))
+    t.load(publish=lambda: seen.append((t.view.preview, t.view.loss.count, t.view.state.step)))
     assert seen and seen[0][0] and 0 < seen[0][1] < n and seen[0][2] == n   # preview: sampled curve, real step
-    assert not t.data.preview and t.data.loss.count == n and t.data.state.step == n
+    assert not t.view.preview and t.view.loss.count == n and t.view.state.step == n
 
 
-def test_log_tail(tmp_path):
+def test_growing_file_follows_whole_lines_truncation_and_rotation(tmp_path):
     log = tmp_path / "engine.log"
-    log.write_text("a\nb\npartial")
-    tail = LogTail(log)
-    assert tail.poll() and tail.tail(5) == ["a", "b", "partial"]
-    with open(log, "a") as f:
-        f.write(" line\nprogress 1\rprogress 2\n")
-    assert tail.poll() and tail.tail(2) == ["partial line", "progress 2"]
-    assert not tail.poll()
-    log.write_text("new\n")                                 # truncated / rotated
-    assert tail.poll() and tail.tail(5) == ["new"]
+    log.write_bytes(b"a\nb\npartial")
+    f = GrowingFile(log)
+    c = f.read()
+    assert c.lines == [b"a", b"b"] and c.partial == b"partial" and not c.reset and f.offset == 4
+    assert f.read().lines == [] and f.offset == 4            # the unfinished line is not consumed
+    with open(log, "ab") as out:
+        out.write(b" line\nnext")
+    assert f.read().lines == [b"partial line"] and f.pending() == 4
+    log.write_bytes(b"new\n")                              # truncated
+    c = f.read()
+    assert c.reset and c.lines == [b"new"]
+    assert f.read() is None                                # nothing new
+    rotated = tmp_path / "engine.log.1"
+    log.rename(rotated)
+    log.write_bytes(b"fresh file, longer than the old one\n")   # rotated: another inode, not shorter
+    assert f.pending() is None
+    c = f.read()
+    assert c.reset and c.lines == [b"fresh file, longer than the old one"]
+
+
+def test_growing_file_opens_at_the_tail_and_skips_the_cut_line(tmp_path):
+    log = tmp_path / "engine.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)))
+    f = GrowingFile(log, tail_bytes=40)
+    c = f.read()
+    assert c.skipped > 0 and c.lines and c.lines[-1] == b"line 999"
+    assert all(line.startswith(b"line ") for line in c.lines)   # the cut first line was dropped
+    f.offset = 0                                                # continue from a known line start
+    assert f.read(max_bytes=14).lines == [b"line 0", b"line 1"]
+    long = tmp_path / "long.log"
+    long.write_bytes(b"x" * 100)
+    g = GrowingFile(long)
+    assert g.read(max_bytes=10).lines == [b"x" * 10]            # a line longer than a read still moves on

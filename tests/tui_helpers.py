@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -17,9 +17,9 @@ from engine import rundir
 from engine.profile import dumps, load_named
 from engine.telemetry import GpuInfo, ProcInfo, ScriptedSource
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import HEAVY, ROOT, await_until  # noqa: F401 (re-exported for the dashboard tests)
+
 GIB = 1 << 30
-HEAVY = ("torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate")
 
 
 def two_gpus(procs: dict | None = None) -> ScriptedSource:
@@ -63,8 +63,15 @@ def make_run(root: Path, name: str, events: list[dict] | bytes | None = None, to
 
 
 def fake_engine(run: Path) -> subprocess.Popen:
-    """A live process recorded as the run's engine (the run then counts as running)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    """A live process recorded as the run's engine, holding the run's lock as a launched engine does (the
+    run then counts as running)."""
+    from engine import runlock
+    fd = runlock.acquire(run)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
+                                pass_fds=(fd,))
+    finally:
+        os.close(fd)
     (run / rundir.PID).write_text(json.dumps({"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}))
     return proc
 
@@ -73,17 +80,12 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-async def wait_for(pilot, predicate, timeout: float = 20.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(step)
-        if predicate():
-            return True
-    return False
+# The old name, until every caller says await_until (tests/helpers.py).
+wait_for = await_until
 
 
 async def wait_text(pilot, *needles: str, timeout: float = 20.0) -> str:
-    ok = await wait_for(pilot, lambda: all(n in screen_text(pilot.app) for n in needles), timeout)
+    ok = await await_until(pilot, lambda: all(n in screen_text(pilot.app) for n in needles), timeout)
     text = screen_text(pilot.app)
     assert ok, f"{needles} not on screen after {timeout}s:\n{text}"
     return text

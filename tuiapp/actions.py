@@ -41,8 +41,8 @@ class RunActions:
         t = self._focused_tracker("stop")
         if t is None:
             return
-        status = t.data.state.status
-        if not t.data.state.active and rundir.alive_pid(t.path) is None:
+        status = t.view.state.status
+        if not t.view.state.active and rundir.alive_pid(t.path) is None:
             self.notify(f"run {t.run_id} is not running (it is {status})", severity="warning")
             return
 
@@ -80,7 +80,7 @@ class RunActions:
         t = self._focused_tracker("delete")
         if t is None:
             return
-        if t.data.state.active or rundir.alive_pid(t.path) is not None:
+        if t.view.state.active or rundir.alive_pid(t.path) is not None:
             self.notify(f"run {t.run_id} is still running: stop it first (s)", severity="error")
             return
 
@@ -150,7 +150,7 @@ class RunActions:
             self.notify(str(exc).replace("\n  hint:", "\nhint:"), severity="error", timeout=8)
 
     async def action_quit(self) -> None:
-        active = [t for t in self.registry.snapshot() if t.data.state.active]
+        active = [t for t in self.registry.snapshot() if t.view.state.active]
         if active:
             n = len(active)
             self.exit_note = (f"{n} run{'s' if n > 1 else ''} still training; `tunetop` reattaches "

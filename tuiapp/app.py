@@ -12,14 +12,13 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from engine import paths
 from engine.telemetry import GpuSource, NvmlSource
 
-from . import workers
+from . import keys, workers
 from .actions import RunActions
 from .history_actions import HistoryActions
 from .components.gpu_panel import GpuPanel
@@ -29,7 +28,7 @@ from .components.loss_chart import LossChart
 from .components.run_summary import RunSummary
 from .components.runs_table import RunsTable
 from .messages import GpuSample, HostSample, RunsChanged
-from .registry import RunRegistry
+from .registry import RunRegistry, ordered_views
 
 COMPACT_W, COMPACT_H = 110, 34   # below either, the compact layout (80x24 is the smallest we design for)
 # How often new events reach each part (repaints are where the dashboard's CPU goes): the figures of the run
@@ -42,21 +41,15 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
     CSS_PATH = Path(__file__).parent / "tunetop.tcss"   # absolute: subclasses may live anywhere
     TITLE = "tunetop"
     ENABLE_COMMAND_PALETTE = True
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("s", "stop", "Stop"),
-        Binding("r", "resume", "Resume"),
-        Binding("l", "logs", "Logs"),
-        Binding("d", "delete", "Delete"),
-        Binding("n", "new_run", "New"),
-        Binding("L", "launch", "Launch", key_display="L"),
-        *HistoryActions.BINDINGS,   # space, c, / (history_actions.py)
-    ]
+    BINDINGS = [*keys.DASHBOARD, *HistoryActions.BINDINGS]   # + space, c, / (history_actions.py)
 
     def __init__(self, gpu_source: GpuSource | None = None, runs_root: Path | None = None,
-                 device_interval: float = 1.0, process_interval: float = 2.0, poll_interval: float = 0.5):
+                 device_interval: float = 1.0, process_interval: float = 2.0, poll_interval: float = 0.5,
+                 host_source=None):
+        """host_source: a function of the runs root returning a HostInfo (default engine.telemetry.sample_host;
+        screenshots and snapshot tests pass a scripted one, as gpu_source is scripted)."""
         super().__init__()
+        self.host_source = host_source
         self.gpu_source = gpu_source if gpu_source is not None else NvmlSource()
         self.runs_root = Path(runs_root) if runs_root else paths.runs_root()
         self.registry = RunRegistry(self.runs_root)
@@ -73,6 +66,8 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         self._table_dirty = self._detail_dirty = False
         self._table_at = self._curve_at = 0.0
         self._statuses: dict[str, str] = {}
+        self._views: dict = {}             # run id -> RunView, from the workers' messages
+        self._runs_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -109,7 +104,8 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         dev_s, proc_s, poll_s = self.intervals
         self.run_worker(partial(workers.gpu_loop, self.gpu_source, self.registry, post, self._stop, dev_s, proc_s),
                         thread=True, group="gpu", exclusive=True, name="gpu telemetry")
-        self.run_worker(partial(workers.host_loop, self.runs_root, post, self._stop),
+        host = {"sample": self.host_source} if self.host_source else {}
+        self.run_worker(partial(workers.host_loop, self.runs_root, post, self._stop, **host),
                         thread=True, group="host", exclusive=True, name="host telemetry")
         self.run_worker(partial(workers.runs_loop, self.registry, post, self._stop, self._wake, poll_s),
                         thread=True, group="runs", exclusive=True, name="follow runs")
@@ -163,11 +159,19 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         _set(self.gpus, "border_subtitle", f"{n} detected" if n else "")
 
     def on_runs_changed(self, msg: RunsChanged) -> None:
+        # The message carries immutable views: keep the newest of each run (two workers post, and a message
+        # built earlier may arrive later), and draw only from them.
+        views = {}
+        for run_id, view in msg.views.items():
+            old = self._views.get(run_id)
+            views[run_id] = old if old is not None and old.version > view.version else view
+        self._views = views
+        self._runs_error = msg.error
         # Repaints are what the dashboard's CPU goes on (a table repaint costs tens of milliseconds), so
         # new events are coalesced: the run in focus redraws on the next tick (once a second), the table
         # every few seconds. What the user must see at once goes now: runs appearing or changing status.
-        statuses = {t.run_id: t.data.state.status for t in self.registry.snapshot()}
-        urgent = msg.structure or self.registry.error or statuses != self._statuses
+        statuses = {v.run_id: v.state.status for v in views.values()}
+        urgent = msg.structure or msg.error or statuses != self._statuses
         self._statuses = statuses
         before = self.focus_run
         if urgent:
@@ -181,24 +185,27 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         if msg.painted is not None:
             self.call_after_refresh(msg.painted.set)
 
+    def focused_view(self):
+        return self._views.get(self.focus_run) if self.focus_run else None
+
     def _show_runs(self) -> None:
         self._table_dirty = False
         self._table_at = time.monotonic()
-        ordered = self.filter_views(self.registry.ordered())   # `/` (history_actions.py)
+        ordered = self.filter_views(ordered_views(self._views.values()))   # `/` (history_actions.py)
         table = self.table
         table.show(ordered, self._width)
-        ids = [t.run_id for t in ordered]
+        ids = [v.run_id for v in ordered]
         if self.focus_run not in ids:
             self.focus_run = table.current_run() or (ids[0] if ids else None)
         if self._pending_focus in ids:             # a run launched from here: the cursor goes to it
             self.focus_run, self._pending_focus = self._pending_focus, None
             table.select_run(self.focus_run)
-        active = sum(t.data.state.active for t in ordered)
+        active = sum(v.state.active for v in ordered)
         _set(self.runs_box, "border_title", f"runs ({len(ids)}" + (f", {active} active)" if active else ")"))
         _set(self.runs_box, "border_subtitle", str(self.runs_root))
         self.show_marks()   # marks, filter and disk use (history_actions.py)
-        if self.registry.error:
-            note = "⚠ " + self.registry.error
+        if self._runs_error:
+            note = "⚠ " + self._runs_error
         elif not ids:
             note = f"no runs yet under {self.runs_root}: n opens the run builder, L launches a profile"
         else:
@@ -209,32 +216,29 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
             self.runs_error.update(note)
 
     def _show_detail(self, tick: bool = False, curve: bool = True) -> None:
-        """Show the run in focus. tick: only the clocks moved. curve: the chart and log tail too."""
+        """Show the run in focus. tick: only the clocks moved. curve: the chart and event tail too."""
         self._detail_dirty = self._detail_dirty and not curve
         if curve:
             self._curve_at = time.monotonic()
-        t = self.registry.get(self.focus_run)
+        v = self.focused_view()
         detail = self.detail
         summary, chart, tail = self.summary, self.chart, self.logtail
-        if t is None:
+        if v is None:
             _set(detail, "border_title", "run")
             summary.show(None)
             chart.show(None, None, 0, note="")
             tail.show(None)
             return
-        with t.lock:
-            data = t.data
-            _set(detail, "border_title", f"run {t.run_id}")
-            summary.show(data, t.has_toml, key=None if tick else (id(data), t.version), lock=t.lock)
-            if not curve:
-                return
-            total = data.state.total_steps or 0
-            chart.show(data.loss, data.evals, total, key=(id(data), data.loss.count, data.evals.count, total),
-                       note="" if data.loaded or data.preview else "loading…", lock=t.lock)
-            x_max = max(total, data.loss.max_step)
-            _set(chart, "border_subtitle",
-                 (f"step 0 … {x_max}" if x_max else "") + (" · sampled, reading…" if data.preview else ""))
-            tail.show(t.log, key=(id(t.log), t.log.offset, len(t.log.partial)), lock=t.lock)
+        _set(detail, "border_title", f"run {v.run_id}")
+        summary.show(v, tick=tick)
+        if not tick:
+            self.table.show_one(v)     # the table's row says what the panel says
+        if not curve:
+            return
+        total = v.state.total_steps or 0
+        chart.show(v.loss, v.evals, total, note="" if v.loaded or v.preview else "loading…")
+        _set(chart, "border_subtitle", chart.subtitle() + (" · sampled, reading…" if v.preview else ""))
+        tail.show(v.recent)
 
     def _tick(self) -> None:
         """Once a second: what new events changed (at each part's pace), and the clocks of the run in focus."""
@@ -248,10 +252,10 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         # The table's elapsed column has minute resolution: for the clock alone, every 30 s is enough.
         if (self._table_dirty and now - self._table_at >= TABLE_EVERY_S) or now - self._table_at > 30:
             self._show_runs()
-        t = self.registry.get(self.focus_run)
+        v = self.focused_view()
         if self._detail_dirty:
             self._show_detail(curve=now - self._curve_at >= CURVE_EVERY_S)
-        elif t is not None and t.data.state.active:
+        elif v is not None and v.state.active:
             self._show_detail(tick=True, curve=False)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -266,8 +270,24 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
             self.focus_run = run_id
             self._show_detail()
 
+    def action_chart_zoom(self) -> None:
+        self.chart.set_view(recent=not self.chart.recent)
+        _set(self.chart, "border_subtitle", self.chart.subtitle())
+
+    def action_chart_log(self) -> None:
+        self.chart.set_view(log_scale=not self.chart.log_scale)
+        _set(self.chart, "border_subtitle", self.chart.subtitle())
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # The dashboard's keys act on the run in focus: on the builder or the log viewer they do nothing, so
+        # they are off there (and off their footer); those screens and the dialogs bind q and escape to going
+        # back (the builder asks first when there are unsaved edits).
+        if action in keys.DASHBOARD_ACTIONS or action == "quit":
+            return self.screen is self.screen_stack[0]
+        return True
+
     def watch_theme(self) -> None:
-        if self.is_mounted:
+        if self.is_mounted(self.table):
             self.table.restyle()
 
 def _set(widget, attr: str, value: str) -> None:

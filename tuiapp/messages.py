@@ -20,9 +20,10 @@ class HostSample(Message):
 
 
 class RunsChanged(Message):
-    """Runs whose data changed (ids), and whether runs appeared, vanished or could not be listed.
-    `painted`, if given, is set once the UI has drawn the change (the loader waits for it, see workers)."""
+    """Every run's latest view (immutable RunView snapshots, by run id), the runs whose view changed (ids), and
+    whether runs appeared, vanished or could not be listed (structure). `painted`, if given, is set once the
+    UI has drawn the change (the loader waits for it, see workers)."""
 
-    def __init__(self, ids: set[str], structure: bool = False, painted=None):
+    def __init__(self, views: dict, ids: set[str], structure: bool = False, painted=None, error: str | None = None):
         super().__init__()
-        self.ids, self.structure, self.painted = ids, structure, painted
+        self.views, self.ids, self.structure, self.painted, self.error = views, ids, structure, painted, error

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-
-NA = "n/a"
+from .fmt import NA
 
 
 def level(fraction: float | None) -> str:
@@ -29,14 +28,3 @@ def meter(used: float | None, total: float | None, width: int) -> Content:
 
 def pct(v: float | None) -> str:
     return NA if v is None else f"{v:.0f}%"
-
-
-def gib(n: float | None, digits: int = 1) -> str:
-    return NA if n is None else f"{n / (1 << 30):.{digits}f}"
-
-
-def mem_pair(used: float | None, total: float | None) -> str:
-    if used is None and total is None:
-        return NA
-    return f"{gib(used)}/{gib(total)} GiB"
-

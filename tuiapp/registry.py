@@ -50,7 +50,11 @@ class RunRegistry:
     def ordered(self) -> list[RunTracker]:
         """Running first, then newest (ids sort by start time)."""
         runs = sorted(self.snapshot(), key=lambda t: t.run_id, reverse=True)
-        return sorted(runs, key=lambda t: not t.data.state.active)
+        return sorted(runs, key=lambda t: not t.view.state.active)
+
+    def views(self) -> dict:
+        """Each run's latest published view (what a RunsChanged message carries)."""
+        return {t.run_id: t.view for t in self.snapshot()}
 
     def engine_pids(self) -> dict[int, str]:
         out = {}
@@ -59,6 +63,12 @@ class RunRegistry:
             if pid:
                 out[pid] = t.run_id
         return out
+
+
+def ordered_views(views) -> list:
+    """Running first, then newest (ids sort by start time): the runs table's order."""
+    runs = sorted(views, key=lambda v: v.run_id, reverse=True)
+    return sorted(runs, key=lambda v: not v.state.active)
 
 
 def _is_run(p: Path) -> bool:

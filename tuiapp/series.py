@@ -29,6 +29,13 @@ class Series:
         self.last: float | None = None
         self.max_step = 0
 
+    def copy(self) -> "Series":
+        """A snapshot for the screen: at most MAX_BINS bins of four lists, so copying costs microseconds."""
+        out = Series.__new__(Series)
+        out.__dict__.update(self.__dict__)
+        out.sum, out.cnt, out.lo, out.hi = self.sum[:], self.cnt[:], self.lo[:], self.hi[:]
+        return out
+
     # -- adding ------------------------------------------------------------------------------------------
 
     def add(self, step: int, value: float) -> None:
@@ -132,18 +139,21 @@ class Series:
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def columns(self, n: int, x_max: float) -> list[tuple[float, float, float] | None]:
-        """Downsample to n x-positions over steps [0, x_max]: (mean, min, max) per position, None if empty."""
+    def columns(self, n: int, x_max: float, x_min: float = 0) -> list[tuple[float, float, float] | None]:
+        """Downsample to n x-positions over steps [x_min, x_max]: (mean, min, max) per position, None if empty."""
         out: list[list[float] | None] = [None] * n
-        if n <= 0 or x_max <= 0:
+        if n <= 0 or x_max <= x_min:
             return []
-        scale = n / x_max
+        scale = n / (x_max - x_min)
         w = self.width
         for b, c in enumerate(self.cnt):
             if not c:
                 continue
+            last = min((b + 1) * w - 1, self.max_step)
+            if last < x_min:
+                continue
             # The bin's last step decides its column, so step N lands at the right edge.
-            x = min(n - 1, max(0, int(math.ceil(min((b + 1) * w - 1, self.max_step) * scale)) - 1))
+            x = min(n - 1, max(0, int(math.ceil((last - x_min) * scale)) - 1))
             cell = out[x]
             if cell is None:
                 out[x] = [self.sum[b], c, self.lo[b], self.hi[b]]

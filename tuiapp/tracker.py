@@ -1,27 +1,33 @@
-"""One run as the dashboard sees it: the folded state, the loss curve, notable events and the log tail.
+"""One run as the dashboard sees it: the folded state, the loss curve, notable events and the recent events.
 
-A worker thread loads and polls trackers; the UI thread reads them. Everything the UI reads sits in a
-RunData object that the worker swaps in whole after a (re)load, and mutates only under `lock`.
+A worker thread loads and polls trackers. Its RunData is private to it (folded in place, never read by the
+UI). After every change it publishes an immutable RunView: a copy of what the screen shows, swapped into
+`tracker.view` in one assignment and carried by the RunsChanged message (nvitop swaps a finished snapshot the
+same way; harlequin's messages carry their data). Widgets draw views, so nothing on the UI thread takes a lock,
+and a view's `version` says whether anything changed since the last draw.
 """
 from __future__ import annotations
 
+import copy
 import os
-import threading
 from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from engine import rundir
 from engine.events import EVENT_TYPES, SCHEMA_VERSION, parse_line
+from engine.growing_file import GrowingFile
 from engine.rundir import RunState
 
-from .logtail import LogTail
+from . import fmt
 from .scan import first_step_after, sample, scan
 from .series import Series
 
 PREVIEW_BYTES = 4 << 20     # above this, a sampled preview of the curve is drawn before the exact scan
 POLL_MAX = 4 << 20          # a backlog bigger than this is read with the fast scan (a full reload)
 ALIVE_EVERY_S = 2.0        # a pid check each 2 s: how soon a killed engine shows as interrupted
+RECENT_LINES = 40          # readable event lines kept for the panel's tail
 
 
 class RunData:
@@ -32,6 +38,7 @@ class RunData:
         self.loss = Series()
         self.evals = Series()
         self.notes: deque[tuple[str, str]] = deque(maxlen=50)   # (level, message): backoffs, warnings, errors
+        self.recent: deque[str] = deque(maxlen=RECENT_LINES)       # events as readable lines (fmt.event_line)
         self.seg_first: tuple[float, int, int] | None = None    # (t, step, tokens) of the segment's first step
         self.device: str | None = None
         self.precision: str | None = None
@@ -47,6 +54,9 @@ class RunData:
 
     def apply(self, e: dict, chart: bool = True) -> None:
         self.state.apply(e)
+        line = fmt.event_line(e)
+        if line:
+            self.recent.append(line)
         kind, v = e.get("type"), e.get("v")
         if v != SCHEMA_VERSION:
             self.schemas.add(v)
@@ -71,7 +81,7 @@ class RunData:
             self.effective_batch = e.get("effective_batch") or self.effective_batch
         elif kind == "backoff":
             # The effective batch is unchanged by design (the step is split, the batch stays).
-            self.notes.append(("warning", f"backoff at step {e.get('step', '?')}: " + _backoff_text(e)))
+            self.notes.append(("warning", fmt.backoff_text(e)))
         elif kind == "log":
             if e.get("level") in ("warning", "error"):
                 self.notes.append((e["level"], str(e.get("message", ""))))
@@ -81,6 +91,17 @@ class RunData:
                 self.notes.append(("error", f"failed: {e.get('error')}{hint}"))
         elif kind not in EVENT_TYPES:
             self.unknown_types.add(str(kind))
+
+    def snapshot(self, version: int, has_toml: bool) -> "RunView":
+        """An immutable copy of what the screen shows (the worker goes on folding into self)."""
+        st = self.state
+        state = replace(st, warnings=list(st.warnings), recent=copy.copy(st.recent))
+        return RunView(
+            run_id=st.run_id, path=st.path, version=version, has_toml=has_toml, state=state,
+            loss=self.loss.copy(), evals=self.evals.copy(), notes=tuple(self.notes), recent=tuple(self.recent),
+            device=self.device, precision=self.precision, effective_batch=self.effective_batch,
+            cuda_peak=self.cuda_peak, rss=self.rss, corrupt=self.corrupt, torn=self.torn, preview=self.preview,
+            loaded=self.loaded, problems=tuple(self.problems(has_toml)), avg_rates=self.avg_rates())
 
     # -- derived figures -----------------------------------------------------------------------------------
 
@@ -116,26 +137,66 @@ class RunData:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class RunView:
+    """What the screen shows of a run at one moment. Never changed after it is made: the UI thread reads it
+    without a lock. `state` is a private copy (its clocks, ETA and status still follow the wall clock)."""
+    run_id: str
+    path: Path
+    version: int                      # grows with every change the tracker publishes
+    has_toml: bool
+    state: RunState
+    loss: Series
+    evals: Series
+    notes: tuple[tuple[str, str], ...]
+    recent: tuple[str, ...]           # the latest events as readable lines
+    device: str | None
+    precision: str | None
+    effective_batch: int | None
+    cuda_peak: int | None
+    rss: int | None
+    corrupt: int
+    torn: bool
+    preview: bool
+    loaded: bool
+    problems: tuple[str, ...]
+    avg_rates: tuple[float | None, float | None]
+
+
 class RunTracker:
     def __init__(self, run_dir: Path):
         self.path = run_dir
         self.run_id = run_dir.name
         self.events_path = run_dir / rundir.EVENTS
-        self.lock = threading.RLock()
-        self.data = RunData(run_dir)
-        self.log = LogTail(run_dir / rundir.LOG)
-        self.version = 0                 # bumped on every change the UI may show
-        self.loading = False
         self.has_toml = (run_dir / rundir.RUN_TOML).exists()
-        self._offset = 0
-        self._ino: int | None = None
+        self._data = RunData(run_dir)          # the worker's; the UI reads `view`
+        self._events = GrowingFile(self.events_path)
         self._alive_at = 0.0
+        self._status = ""
+        self.loading = False
+        self.version = 0
         if not self.has_toml:
-            self.data.state.profile = "?"
+            self._data.state.profile = "?"
+        self.view: RunView = self._data.snapshot(0, self.has_toml)
 
     @property
     def loaded(self) -> bool:
-        return self.data.loaded
+        return self._data.loaded
+
+    def _publish(self) -> RunView:
+        """Swap in a fresh snapshot (one reference assignment: a reader sees the old view or the new one)."""
+        self.version += 1
+        self.view = self._data.snapshot(self.version, self.has_toml)
+        return self.view
+
+    def note(self, level: str, message: str) -> None:
+        """A problem met while reading this run (the worker's call); shown with the run's notes."""
+        self._data.notes.append((level, message))
+        self._publish()
+
+    def mark_loaded(self) -> None:
+        self._data.loaded = True
+        self._publish()
 
     # -- loading -------------------------------------------------------------------------------------------
 
@@ -158,9 +219,8 @@ class RunTracker:
             except OSError:
                 preview = None
             if preview is not None:
-                with self.lock:
-                    self.data = preview
-                    self.version += 1
+                self._data = preview
+                self._publish()
                 publish()
         data = RunData(self.path)
         offset = 0
@@ -187,13 +247,12 @@ class RunTracker:
         elif not data.state.profile:
             data.state.profile = rundir.profile_name(self.path)
         rundir.refresh_alive(data.state)
-        self.log.poll()
         data.loaded = True
-        with self.lock:
-            self.data = data
-            self._offset = offset
-            self._ino = st.st_ino if st else None
-            self.version += 1
+        self._events = GrowingFile(self.events_path)
+        self._events.offset = offset             # follow on from where the scan stopped
+        self._data = data
+        self._status = data.state.status
+        self._publish()
 
     def _preview(self, size: int) -> RunData:
         """State from the file's head and tail, and a curve sampled across it: right in milliseconds."""
@@ -216,75 +275,54 @@ class RunTracker:
     # -- following -----------------------------------------------------------------------------------------
 
     def poll(self, now: float) -> bool:
-        """Apply what was appended since the last look. True if anything visible changed."""
-        if not self.data.loaded or self.loading:
+        """Apply what was appended since the last look; publish a new view if anything visible changed."""
+        if not self._data.loaded or self.loading:
             return False
         changed = False
-        try:
-            st = os.stat(self.events_path)
-        except OSError:
-            st = None
-        if st is not None:
-            if (self._ino is not None and st.st_ino != self._ino) or st.st_size < self._offset \
-                    or st.st_size - self._offset > POLL_MAX:
+        if self.events_path.exists():
+            pending = self._events.pending()      # None: replaced or truncated since the last look
+            if pending is None or pending > POLL_MAX:
                 self.load()          # replaced, truncated, or a huge backlog: read it all again, fast
                 return True
-            if self._ino is None:
-                self._ino = st.st_ino
-            if st.st_size > self._offset:
-                changed = self._read_new(st.st_size) or changed
-        with self.lock:
-            if self.log.poll():
-                changed = True
+            if pending:
+                changed = self._read_new()
         if now - self._alive_at >= ALIVE_EVERY_S:
             self._alive_at = now
-            with self.lock:
-                before = (self.data.state.alive, self.data.state.alive_since)
-                rundir.refresh_alive(self.data.state)
-                if (self.data.state.alive, self.data.state.alive_since) != before:
-                    changed = True
+            state = self._data.state
+            before = (state.alive, state.alive_since, state.heartbeat_t)
+            rundir.refresh_alive(state)
+            # The status moves with the clock too: hung and stalled come from the heartbeat's and the last
+            # step's age, with no new event. A fresh heartbeat is news as well: the published view judges
+            # "hung" from the heartbeat time it holds.
+            status = state.status
+            if (state.alive, state.alive_since, state.heartbeat_t) != before or status != self._status:
+                self._status = status
+                changed = True
         if changed:
-            self.version += 1
+            self._publish()
         return changed
 
-    def _read_new(self, size: int) -> bool:
-        try:
-            with open(self.events_path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read(size - self._offset)
-        except OSError:
+    def _read_new(self) -> bool:
+        chunk = self._events.read(POLL_MAX)
+        if chunk is None:
             return False
-        end = data.rfind(b"\n") + 1
-        if not end:
-            return False       # a line still being written
+        data = self._data
         bad = 0
-        events = []
-        for line in data[:end].split(b"\n")[:-1]:
+        for line in chunk.lines:
             e = parse_line(line)
             if e is not None:
-                events.append(e)
+                data.apply(e)
             elif line.strip():
                 bad += 1
-        with self.lock:
-            for e in events:
-                self.data.apply(e)
-            self.data.corrupt += bad
-            self.data.torn = bool(data[end:].strip())
-            self._offset += end
-        return True
+        data.corrupt += bad
+        torn = bool(chunk.partial.strip())
+        changed = bool(chunk.lines) or torn != data.torn
+        data.torn = torn
+        return changed
 
     def engine_pid(self) -> int | None:
-        info = rundir.read_pid(self.path) if self.data.state.alive else None
+        info = rundir.read_pid(self.path) if self.view.state.alive else None
         return info["pid"] if info else None
-
-
-def _backoff_text(e: dict) -> str:
-    if e.get("message"):
-        return str(e["message"])
-    before, after = e.get("before") or {}, e.get("after") or {}
-    parts = [f"{k} {before.get(k)}→{after.get(k)}" for k in ("micro_batch", "grad_accum", "gradient_checkpointing")
-             if before.get(k) != after.get(k)]
-    return (str(e.get("reason") or "") + ": " + ", ".join(parts)).strip(": ")
 
 
 def _num(v) -> bool:

@@ -64,10 +64,11 @@ def gpu_loop(source: GpuSource, registry: RunRegistry, post: Post, stop: threadi
             pass
 
 
-def host_loop(root: Path, post: Post, stop: threading.Event, every_s: float = 2.0) -> None:
+def host_loop(root: Path, post: Post, stop: threading.Event, every_s: float = 2.0,
+              sample: Callable[[Path], object] = sample_host) -> None:
     last = None
     while _running(stop):
-        info = sample_host(root)
+        info = sample(root)
         if info != last:
             last = info
             post(HostSample(info))
@@ -93,16 +94,17 @@ def runs_loop(registry: RunRegistry, post: Post, stop: threading.Event, wake: th
                 if t.poll(now):
                     changed.add(t.run_id)
             except Exception as exc:   # one broken run folder must not stop the others being followed
-                t.data.notes.append(("error", f"cannot follow this run: {exc}"))
+                t.note("error", f"cannot follow this run: {exc}")
+                changed.add(t.run_id)
         if changed or structure:
-            post(RunsChanged(changed, structure))
+            post(RunsChanged(registry.views(), changed, structure, error=registry.error))
         wake.wait(poll_s)
 
 
 def load_loop(registry: RunRegistry, post: Post, stop: threading.Event, focused: Callable[[], str | None]) -> None:
     """Read each run's history once (the focused run first); runs_loop follows them afterwards."""
     if registry.rescan():      # don't wait for runs_loop's first look: reattaching should be quick
-        post(RunsChanged(set(), True))
+        post(RunsChanged(registry.views(), set(), True, error=registry.error))
     while _running(stop):
         pending = [t for t in registry.ordered() if not t.loaded and not t.loading]
         if not pending:
@@ -115,11 +117,11 @@ def load_loop(registry: RunRegistry, post: Post, stop: threading.Event, focused:
             # The preview is on its way to the screen: let the UI paint it before the exact scan starts,
             # since the scan's regex calls hold the GIL and would make that paint wait.
             painted = threading.Event()
-            post(RunsChanged({t.run_id}, True, painted))
+            post(RunsChanged(registry.views(), {t.run_id}, True, painted, error=registry.error))
             painted.wait(1.0)
         try:
             t.load(cancelled=stop.is_set, publish=publish)
         except Exception as exc:
-            t.data.notes.append(("error", f"cannot read this run: {exc}"))
-            t.data.loaded = True
-        post(RunsChanged({t.run_id}, True))
+            t.note("error", f"cannot read this run: {exc}")
+            t.mark_loaded()
+        post(RunsChanged(registry.views(), {t.run_id}, True, error=registry.error))

@@ -9,6 +9,7 @@ import asyncio
 import html
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import rundir  # noqa: E402
 from engine.profile import dumps, load_named  # noqa: E402
-from engine.telemetry import GpuInfo, ProcInfo, ScriptedSource  # noqa: E402
+from engine.telemetry import GpuInfo, HostInfo, ProcInfo, ScriptedSource  # noqa: E402
 
 GIB = 1 << 30
 
@@ -48,8 +49,9 @@ def write_run(root: Path, run_id: str, steps: int, total: int, end: str | None, 
             lines.append(dict(type="eval", t=t0 + i * 2.1 + 1, step=i, eval_loss=0.95 + 1.3 * math.exp(-i / 200)))
     if steps > 60:
         lines.insert(62, dict(type="backoff", t=t0 + 61 * 2.1, step=61, reason="CUDA out of memory",
-                              message="out of memory at step 61: micro-batch 4 -> 2 (x2 chunks), effective batch kept",
-                              before={"micro_batch": 4}, after={"micro_batch": 4}))
+                              message="CUDA out of memory at step 61; the step is split in 2, effective batch kept",
+                              before={"micro_batch": 4, "grad_accum": 8}, after={"micro_batch": 2, "grad_accum": 16}))
+        lines.insert(200, dict(type="checkpoint", t=t0 + 200 * 2.1, step=200, path="checkpoints/checkpoint-200"))
     if end:
         lines.append(dict(type="end", t=t0 + steps * 2.1 + 5, status=end, step=steps, total_steps=total))
     with open(run / rundir.EVENTS, "w") as f:
@@ -68,7 +70,9 @@ async def shoot(root: Path, engine_pid: int) -> None:
         GpuInfo(1, 1, "NVIDIA GeForce RTX 3090", "GPU-2", int(1.1 * GIB), 24 * GIB, 0, 41, 31.0, 350.0)],
         processes={0: [ProcInfo(engine_pid, int(16.8 * GIB), "python"), ProcInfo(2231, int(0.4 * GIB), "Xorg")],
                    1: [ProcInfo(2231, int(0.3 * GIB), "Xorg")]})
-    app = TunetopApp(gpu_source=src, runs_root=root, process_interval=0.3)
+    host = HostInfo(cpu_percent=23.0, cpu_count=16, load1=3.1, ram_used=19 * GIB, ram_total=64 * GIB, swap_used=0,
+                    swap_total=8 * GIB, disk_free=812 * GIB, disk_total=2048 * GIB, disk_path=str(root))
+    app = TunetopApp(gpu_source=src, runs_root=root, process_interval=0.3, host_source=lambda _root: host)
     async with app.run_test(size=(120, 40)) as pilot:
         for _ in range(60):
             await pilot.pause(0.1)
@@ -87,7 +91,11 @@ def main() -> None:
                   "qwen2.5-3b-full", "Qwen/Qwen2.5-3B-Instruct", "full")
         write_run(root, "20250612-180000-demo", 17, 40, None, now - 240000, 4, "demo", "/assets/tiny-llama", "lora")
         # A live process stands in for the engine, so the run reads as running and its GPU process is marked.
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        # It holds the run's lock, as a launched engine does (alive = the lock is held).
+        from engine import runlock
+        fd = runlock.acquire(live)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=(fd,))
+        os.close(fd)
         try:
             import psutil
             (live / rundir.PID).write_text(json.dumps({"pid": proc.pid,

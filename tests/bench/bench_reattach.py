@@ -71,7 +71,7 @@ async def open_run(root: Path, n: int) -> tuple[float, float, float]:
                     first = first or when - t0
                     if points == n:
                         exact = when - t0
-        step = app.registry.get(app.focus_run).data.state.step
+        step = app.registry.get(app.focus_run).view.state.step
     assert step == n, step
     return frame, first, exact
 

@@ -2,6 +2,8 @@
 disk), "what can I train here?", and the builder's help. Keyboard first: every answer has a key."""
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,7 +16,9 @@ from engine.plan import GpuCard
 from engine.plan.capacity import capacity, default_settings
 from engine.plan.report import billions, gib
 
+from ..components.help_screen import ROWS_CSS, key_rows, key_width
 from ..components.ordered_input import OrderedInput
+from ..keys import builder_rows
 
 from .session import user_path, valid_name
 
@@ -137,19 +141,6 @@ class CapacityScreen(ModalScreen[None]):
 
 
 HELP = """\
-run builder keys
-
-  tab / shift+tab, ↑ / ↓   move between fields (every field, no mouse needed)
-  enter                    next field (text), toggle (checkbox), open the list (choices)
-  space                    toggle a checkbox, open a list; ↑ ↓ enter pick in an open list
-  ctrl+o                   pick another profile, or a blank one
-  ctrl+s  (f2)             save over the open profile (asks first)
-  ctrl+n  (f3)             save as a new profile in your profiles folder
-  ctrl+r  (f5)             launch a detached run from the form; the dashboard focuses it
-  ctrl+g  (f4)             what can I train here? (largest model per method for the GPU)
-  f1                       this help
-  escape                   back to the dashboard (asks when there are unsaved edits)
-
 Values are checked as you type by the same validator the engine uses; the message shows under the field.
 Fields that do not apply to the chosen method are hidden, and are not written.
 
@@ -166,10 +157,15 @@ absolute paths for the model and the data.
 
 
 class BuilderHelp(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", show=True)]
-    DEFAULT_CSS = _BOX.format(cls="BuilderHelp").replace("width: 76", "width: 110")
+    """The builder's keys (tuiapp/keys.py: the same bindings its footer shows), then what saving does."""
+    BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close", show=True)]
+    DEFAULT_CSS = (_BOX.format(cls="BuilderHelp").replace("width: 76", "width: 110")
+                   + ROWS_CSS.format(cls="BuilderHelp", w=key_width(builder_rows())))
 
     def compose(self) -> ComposeResult:
         with Vertical():
             with VerticalScroll():
-                yield Static(HELP, markup=False)
+                yield Static("run builder keys", classes="dialog-text")
+                yield from key_rows(builder_rows())
+                # One line per paragraph: the dialog wraps them at its width (80 columns or 200).
+                yield Static("\n" + re.sub(r"(?<!\n)\n(?!\n)", " ", HELP), markup=False)

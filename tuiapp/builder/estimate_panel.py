@@ -61,6 +61,11 @@ class EstimatePanel(VerticalScroll):
         self._profile = profile
         self.refresh_estimate()
 
+    def wait_for(self, problem: str) -> None:
+        """A value the estimate needs is refused in the form: say so, rather than estimate with a default."""
+        self._profile = self.result = None
+        self._update(Content.assemble(("the estimate waits for ", "bold $warning"), problem))
+
     def refresh_estimate(self) -> None:
         if self._profile is None:
             return
@@ -79,14 +84,25 @@ class EstimatePanel(VerticalScroll):
             self.query_one("#estimate-body", Static).update(content)
 
     def _gpu_line(self) -> str | None:
-        if self.detected:
+        if self.detected or not self.detect_note:
             return None
-        return f"{self.detect_note}: pick a card above" if self.detect_note else None
+        picked = self.query_one("#gpu-pick", Select).value
+        return f"{self.detect_note}: estimating for {picked} (the card picked above)"
 
 
 def render(fc: FitCheck, profile: Profile, gpu_note: str | None) -> Content:
     parts: list[Content] = []
     line = parts.append
+    # The verdict per card first: what the panel is for, visible even when the panel is short (80x24).
+    for g in fc.gpus:
+        bar = _bar(g.share)
+        extra = f" · micro-batch up to {g.auto_micro_batch}" if g.auto_micro_batch is not None else ""
+        precision = f" · {g.precision}" if g.precision != fc.precision else ""
+        line(Content.assemble(f"{g.card.name} ", (f"{gib(g.card.total_bytes)} ", "$text-muted"), bar,
+                              f" {g.share:.0%} ", (g.verdict, VERDICT_STYLE[g.verdict]),
+                              (extra + precision, "$text-muted")))
+    if gpu_note:
+        line(Content.styled(gpu_note, "$text-muted"))
     origin = f"  [{fc.model.origin}]" if fc.model.origin else ""
     line(Content.assemble(("model ", "$text-muted"), profile.model.name_or_path or "(none)", (origin, "$text-muted")))
     line(Content.styled(fc.settings.describe(), "$text-muted"))
@@ -105,15 +121,6 @@ def render(fc: FitCheck, profile: Profile, gpu_note: str | None) -> Content:
     line(Content.assemble((f"{'total':<{width}}", "bold"), (f"{gib(e.total):>10}", "bold")))
     if e.paged_out:
         line(Content.styled(f"{'worst case (paged state on the GPU)':<{width}}{gib(e.worst_case):>10}", "$text-muted"))
-    if gpu_note:
-        line(Content.styled(gpu_note, "$text-muted"))
-    for g in fc.gpus:
-        bar = _bar(g.share)
-        extra = f" · micro-batch up to {g.auto_micro_batch}" if g.auto_micro_batch is not None else ""
-        precision = f" · {g.precision}" if g.precision != fc.precision else ""
-        line(Content.assemble(f"{g.card.name} ", (f"{gib(g.card.total_bytes)} ", "$text-muted"), bar,
-                              f" {g.share:.0%} ", (g.verdict, VERDICT_STYLE[g.verdict]),
-                              (extra + precision, "$text-muted")))
     if fc.suggestions:
         line(Content.styled(f"to fit {fc.target.name}, keeping the effective batch:", "bold"))
         for s in fc.suggestions:

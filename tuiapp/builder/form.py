@@ -22,7 +22,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 from engine.profile import Profile, check_field
 from engine.profile.schema import SECTIONS, section_fields
 
-from ..components.ordered_input import OrderedInput
+from ..components.ordered_input import KeysInOrder, OrderedInput
 from .fieldtext import from_text, to_text
 
 # The top-level `description` is not a dataclass field with metadata; this is its form entry.
@@ -44,7 +44,7 @@ def editor_id(section: str, key: str) -> str:
     return f"f-{section}-{key}"
 
 
-class ChoiceField(Select, inherit_bindings=False):
+class ChoiceField(KeysInOrder, Select, inherit_bindings=False):
     """A Select whose up / down keys move between fields (the stock one opens its list on them)."""
     BINDINGS = [Binding("enter,space", "show_overlay", "Open list", show=False)]
 
@@ -55,7 +55,7 @@ class FieldInput(OrderedInput):
     BINDINGS = [Binding("enter", "app.focus_next", "Next field", show=False)]
 
 
-class BoolField(Checkbox):
+class BoolField(KeysInOrder, Checkbox):
     """A checkbox that says true / false next to its box, as the TOML will."""
 
     def watch_value(self) -> None:

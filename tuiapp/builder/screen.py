@@ -10,7 +10,6 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
@@ -24,6 +23,7 @@ from engine.profile.validate import Problem
 from engine.rundir import RunError
 
 from ..components.confirm import ConfirmScreen
+from ..keys import BUILDER
 from . import session
 from .dialogs import BuilderHelp, CapacityScreen, ChoiceScreen, NameScreen
 from .estimate_panel import EstimatePanel
@@ -33,20 +33,13 @@ from .toml_update import has_comments
 
 BLANK = "__blank__"
 ESTIMATE_DELAY_S = 0.2     # typing a number recomputes the estimate once the keys stop
+ESTIMATE_SECTIONS = ("model", "method", "training", "distributed")   # what the VRAM estimate reads
 PREVIEW_DELAY_S = 1.5      # the preview reads the data and starts a tokenizer process: wait a little longer
 
 
 class RunBuilderScreen(Screen[Path | None]):
     CSS_PATH = Path(__file__).parent / "builder.tcss"
-    BINDINGS = [
-        Binding("ctrl+s,f2", "save", "Save"),
-        Binding("ctrl+n,f3", "save_as", "Save as"),
-        Binding("ctrl+r,f5", "launch", "Launch"),
-        Binding("ctrl+o", "pick", "Profiles"),
-        Binding("ctrl+g,f4", "fit", "What fits"),
-        Binding("f1", "help", "Help"),
-        Binding("escape", "close", "Back"),
-    ]
+    BINDINGS = BUILDER
 
     def __init__(self, profile: str | Path | None = "demo", gpu_source=None, preview_tokens: bool = True,
                  runs_root: Path | None = None):
@@ -89,7 +82,7 @@ class RunBuilderScreen(Screen[Path | None]):
                 self.preview = PreviewPanel(tokens=self._preview_tokens, id="rb-preview")
                 self.preview.border_title = "dataset preview"
                 yield self.preview
-        yield Footer()
+        yield Footer(compact=True)     # every builder key fits at 80 columns
 
     def on_mount(self) -> None:
         self._open(self._first)
@@ -99,7 +92,12 @@ class RunBuilderScreen(Screen[Path | None]):
     def _picker_options(self) -> list[tuple[str, str]]:
         from engine.profile import is_bundled
         opts = [("blank profile", BLANK)]
-        for p in list_profiles():
+        listed = list_profiles()
+        # A profile opened by its path from elsewhere (`tunetop` run from a project folder) is listed too: a
+        # Select refuses a value it has no option for.
+        extra = [Path(v) for v in (self._first, str(self.opened.path) if self.opened.path else BLANK)
+                 if v != BLANK and Path(v) not in listed]
+        for p in listed + list(dict.fromkeys(extra)):
             opts.append((f"{p.stem}  (bundled)" if is_bundled(p) else f"{p.stem}  ({p.parent})", str(p)))
         return opts
 
@@ -188,7 +186,13 @@ class RunBuilderScreen(Screen[Path | None]):
 
     def _refresh(self, preview: bool = False) -> None:
         profile = self.current_profile()
-        self.estimate.show(profile)
+        # A refused value would be estimated at its default (micro_batch 0 showed as 4): wait for a valid one.
+        refused = next((f"{s}.{k} ({msg})" for (s, k), msg in self.form.errors.items()
+                        if s in ESTIMATE_SECTIONS and self.form.rows[(s, k)].display), None)
+        if refused:
+            self.estimate.wait_for(refused)
+        else:
+            self.estimate.show(profile)
         problems = self._problems_of()
         self.form.set_problems({tuple(p.where.split(".", 1)): _text(p) for p in problems if "." in p.where})
         self._problems = [_text(p, with_where=True) for p in problems if "." not in p.where]
@@ -205,9 +209,14 @@ class RunBuilderScreen(Screen[Path | None]):
 
     def _update_title(self) -> None:
         op = self.opened
-        where = (f"{op.path}" + ("  (bundled: read-only, saving asks for a new name)" if op.bundled else "")
-                 if op.path else "not saved yet")
-        title = f"run builder · {self.profile_name()}{' · unsaved edits' if self.dirty else ''} · {where}"
+        # What matters first, the path last: the line wraps (never cut) in a narrow terminal.
+        parts = ["run builder", self.profile_name()]
+        if self.dirty:
+            parts.append("unsaved edits")
+        if op.bundled:
+            parts.append("bundled: read-only, saving asks for a new name")
+        parts.append(str(op.path) if op.path else "not saved yet")
+        title = " · ".join(parts)
         if title != self._title:
             self._title = title
             self.query_one("#rb-title", Static).update(title)
@@ -381,8 +390,10 @@ class RunBuilderScreen(Screen[Path | None]):
         fc = self.estimate.result
         lines = [f"Launch a detached run of {profile.name}?", f"model: {profile.model.name_or_path}",
                  fc.settings.describe() if fc else ""]
+        lines.append(self._where_it_runs(profile))
         if fc and fc.available and fc.gpus:
-            lines.append("estimate: " + ", ".join(f"{g.card.name} {g.verdict}" for g in fc.gpus))
+            planned = "" if self.estimate.detected else " (the card picked for planning, not this machine)"
+            lines.append("estimate: " + ", ".join(f"{g.card.name} {g.verdict}" for g in fc.gpus) + planned)
         elif fc and not fc.available:
             lines.append(f"estimate unavailable: {fc.problem}")
         if self.dirty:
@@ -392,7 +403,19 @@ class RunBuilderScreen(Screen[Path | None]):
             if yes:
                 self._launch(profile)
 
-        self.app.push_screen(ConfirmScreen("\n".join(filter(None, lines)), yes="Launch"), answer)
+        self.app.push_screen(ConfirmScreen("\n".join(filter(None, lines)), yes="Launch", default_yes=True), answer)
+
+    def _where_it_runs(self, profile: Profile) -> str:
+        """What this machine will run: the detected GPUs and the precision the engine resolves for them."""
+        from engine.plan.precision import resolve_precision
+        cards = self.estimate.detected
+        try:
+            if cards:
+                precision = resolve_precision(profile.training.precision, cards[0].compute_capability, cuda=True)
+                return f"this machine: {', '.join(c.name for c in cards)}, {precision}"
+            return f"this machine: no NVIDIA GPU, so the CPU in {resolve_precision(profile.training.precision, None)}"
+        except Exception as exc:     # PrecisionUnavailable: fp16 asked for on a CPU
+            return f"this machine: {exc}"
 
     def _launch(self, profile: Profile) -> None:
         root = None if profile.output.runs_root else (self.runs_root or getattr(self.app, "runs_root", None))

@@ -1,4 +1,5 @@
-"""A yes/no question in a modal: y or enter confirms, n or escape cancels."""
+"""A yes/no question in a modal: y confirms, n or escape cancels, enter presses the focused button, which is
+Cancel unless the caller says the action is harmless (Delete removes a run folder for good: enter must not)."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -21,9 +22,9 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen Button { margin-left: 2; }
     """
 
-    def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel"):
+    def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", default_yes: bool = False):
         super().__init__()
-        self.question, self.yes, self.no = question, yes, no
+        self.question, self.yes, self.no, self.default_yes = question, yes, no, default_yes
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -33,7 +34,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(f"{self.yes} [y]", id="yes", variant="warning")
 
     def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
+        self.query_one("#yes" if self.default_yes else "#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -12,7 +12,8 @@ from textual.widgets import Static
 
 from engine.telemetry import GpuInfo, ProcInfo
 
-from ..meters import NA, gib, mem_pair, meter, pct
+from ..fmt import NA, gib, mem_pair
+from ..meters import meter, pct
 
 
 class GpuBlock(Widget):

@@ -6,8 +6,8 @@ from textual.widget import Widget
 
 from engine.telemetry import HostInfo
 
-from ..fmt import size
-from ..meters import NA, gib, level, meter, pct
+from ..fmt import NA, gib, size
+from ..meters import level, meter, pct
 
 LABEL = 5
 

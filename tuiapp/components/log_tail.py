@@ -1,12 +1,11 @@
-"""The last lines of the focused run's engine.log, as many as fit."""
-from __future__ import annotations
+"""The latest events of the run in focus, as readable lines (tuiapp/fmt.event_line), as many as fit.
 
-from contextlib import nullcontext
+Events, not engine.log: the log holds library output (warnings, progress bars, raw trainer dicts) that says
+little at a glance; `l` opens the whole log."""
+from __future__ import annotations
 
 from textual.content import Content
 from textual.widget import Widget
-
-from ..logtail import LogTail
 
 
 class LogTailView(Widget):
@@ -14,24 +13,20 @@ class LogTailView(Widget):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.source: LogTail | None = None
-        self.data_lock = nullcontext()
-        self._key: tuple | None = None
+        self.lines: tuple[str, ...] | None = None
 
-    def show(self, log: LogTail | None, key: tuple | None = None, lock=None) -> None:
-        if key is not None and key == self._key and log is self.source:
+    def show(self, lines: tuple[str, ...] | None) -> None:
+        """The run's recent lines (an immutable tuple from its RunView): same tuple, no repaint."""
+        if lines is self.lines:
             return
-        self._key = key
-        self.source = log
-        self.data_lock = lock or nullcontext()
+        self.lines = lines
         self.refresh()
 
     def render(self) -> Content:
-        if self.source is None:
+        if self.lines is None:
             return Content("")
-        with self.data_lock:
-            lines = self.source.tail(self.size.height)
+        lines = self.lines[-self.size.height:] if self.size.height > 0 else ()
         if not lines:
-            return Content.styled("(the engine has not written to its log yet)", "italic")
+            return Content.styled("(no events yet: l shows the engine's log)", "italic")
         w = self.size.width
         return Content("\n").join(Content(line).truncate(w, ellipsis=True) for line in lines)

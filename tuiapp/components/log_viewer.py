@@ -8,6 +8,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
+from engine.growing_file import GrowingFile
+
 MAX_BYTES = 8 << 20   # a log bigger than this opens at its last 8 MiB
 
 
@@ -25,8 +27,7 @@ class LogViewer(Screen[None]):
     def __init__(self, path: Path, title: str):
         super().__init__()
         self.path, self.title_text = path, title
-        self._offset = 0
-        self._partial = ""
+        self._file = GrowingFile(path, tail_bytes=MAX_BYTES)
 
     def compose(self) -> ComposeResult:
         yield Static(f"engine log: {self.title_text}  ({self.path})", id="log-title", markup=False)
@@ -35,33 +36,25 @@ class LogViewer(Screen[None]):
 
     def on_mount(self) -> None:
         log = self.query_one(Log)
-        try:
-            size = self.path.stat().st_size
-        except OSError as exc:
-            log.write_line(f"cannot read {self.path}: {exc.strerror or exc}")
-            return
-        if size > MAX_BYTES:
-            self._offset = size - MAX_BYTES
-            log.write_line(f"[... the first {(size - MAX_BYTES) >> 20} MiB are not shown; `tunetop logs` prints all]")
+        if not self.path.exists():
+            log.write_line(f"cannot read {self.path}: no such file (the engine has not started writing it)")
         self._read()
         log.focus()
         self.set_interval(0.5, self._read)
 
     def _read(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read(MAX_BYTES)
-        except OSError:
+        chunk = self._file.read(MAX_BYTES)
+        if chunk is None:
             return
-        if not data:
-            return
-        self._offset += len(data)
-        text = self._partial + data.decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        self._partial = lines.pop()
-        if lines:
-            self.query_one(Log).write_lines(line.rsplit("\r", 1)[-1] for line in lines)
+        log = self.query_one(Log)
+        if chunk.reset:
+            log.clear()
+            log.write_line("[the log was truncated or replaced: reading it again]")
+        if chunk.skipped:
+            log.write_line(f"[... the first {chunk.skipped >> 20} MiB are not shown; `tunetop logs` prints all]")
+        if chunk.lines:
+            # A carriage return redraws a line in a terminal (progress bars): keep what it ends as.
+            log.write_lines(line.decode("utf-8", "replace").rsplit("\r", 1)[-1] for line in chunk.lines)
 
     def action_top(self) -> None:
         self.query_one(Log).scroll_home(animate=False)

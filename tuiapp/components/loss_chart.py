@@ -6,8 +6,8 @@ whatever the run's length; the widget redraws only when the run's data version o
 """
 from __future__ import annotations
 
+import math
 import time
-from contextlib import nullcontext
 
 from rich.style import Style
 from rich.text import Text
@@ -19,6 +19,8 @@ from ..series import Series
 # Dot bits of a braille cell: [column][row], rows top to bottom.
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 AXIS_W = 8    # "6.2257 ┤"
+RECENT_SHARE = 0.2     # the zoomed view: the last fifth of the steps so far (at least RECENT_MIN steps)
+RECENT_MIN = 20
 
 
 class LossChart(Widget):
@@ -37,28 +39,50 @@ class LossChart(Widget):
         self.evals: Series | None = None
         self.x_max = 0
         self.note = ""
-        self.data_lock = nullcontext()
         self._key: tuple | None = None
         self.drawn: list[tuple[float, int, int]] = []   # (perf_counter, points, last step) of recent draws
+        # z: the recent window instead of the whole run (late training is not squashed by the first loss);
+        # y: a log scale for the loss axis.
+        self.recent = False
+        self.log_scale = False
 
-    def show(self, loss: Series | None, evals: Series | None, x_max: int, note: str = "", key: tuple | None = None,
-             lock=None) -> None:
-        """Point the chart at a run's curves. `key` identifies the data version: same key, no redraw."""
-        if key is not None and key == self._key and loss is self.loss:
+    def show(self, loss: Series | None, evals: Series | None, x_max: int, note: str = "") -> None:
+        """Point the chart at a run's curves: snapshots (RunView's), never changed once handed over, so the
+        same objects mean the same picture (no redraw)."""
+        key = (x_max, note)
+        if loss is self.loss and evals is self.evals and key == self._key:
             return
         self._key = key
         self.loss, self.evals, self.x_max, self.note = loss, evals, x_max, note
-        self.data_lock = lock or nullcontext()
         self.refresh()
 
+    def set_view(self, recent: bool | None = None, log_scale: bool | None = None) -> None:
+        self.recent = self.recent if recent is None else recent
+        self.log_scale = self.log_scale if log_scale is None else log_scale
+        self.refresh()
+
+    def x_range(self) -> tuple[int, int]:
+        """The steps drawn: [0, x_max], or the recent window when zoomed."""
+        last = self.loss.max_step if self.loss is not None and self.loss.count else 0
+        x_max = max(self.x_max, last, self.evals.max_step if self.evals else 0, 1)
+        if not self.recent or not last:
+            return 0, x_max
+        lo = max(0, last - max(RECENT_MIN, int(last * RECENT_SHARE)))
+        return lo, max(last, lo + 1)
+
+    def subtitle(self) -> str:
+        lo, hi = self.x_range()
+        if self.loss is None or not self.loss.count:
+            return ""
+        return f"step {lo} … {hi}" + (" (recent)" if self.recent else "") + (" · log" if self.log_scale else "")
+
     def render(self) -> Text:
-        with self.data_lock:   # the worker thread adds points to the same series
-            text = self._render_chart()
-            if self.loss is not None:
-                # When each state of the curve reached the screen (benchmarks and tests read this).
-                self.drawn.append((time.perf_counter(), self.loss.count, self.loss.max_step))
-                del self.drawn[:-8]
-            return text
+        text = self._render_chart()
+        if self.loss is not None:
+            # When each state of the curve reached the screen (benchmarks and tests read this).
+            self.drawn.append((time.perf_counter(), self.loss.count, self.loss.max_step))
+            del self.drawn[:-8]
+        return text
 
     def _render_chart(self) -> Text:
         w, h = self.size.width, self.size.height
@@ -73,10 +97,16 @@ class LossChart(Widget):
         train = self.get_component_rich_style("loss-chart--train", partial=True)
         eval_style = self.get_component_rich_style("loss-chart--eval", partial=True)
         pw = w - AXIS_W
-        x_max = max(self.x_max, self.loss.max_step, self.evals.max_step if self.evals else 0, 1)
-        cols = self.loss.columns(pw * 2, x_max)
-        ecols = self.evals.columns(pw, x_max) if self.evals and self.evals.count else []
+        x_min, x_max = self.x_range()
+        cols = self.loss.columns(pw * 2, x_max, x_min)
+        ecols = self.evals.columns(pw, x_max, x_min) if self.evals and self.evals.count else []
+        log = self.log_scale and all(c[0] > 0 for c in cols + ecols if c)
+        if log:   # plotted as log10; the axis labels stay losses
+            cols = [(math.log10(c[0]), 0.0, 0.0) if c else None for c in cols]
+            ecols = [(math.log10(c[0]), 0.0, 0.0) if c else None for c in ecols]
         values = [c[0] for c in cols if c] + [c[0] for c in ecols if c]
+        if not values:
+            return Text("no steps in this window", style=note_style, no_wrap=True)
         lo, hi = min(values), max(values)
         if hi - lo < 1e-9:
             lo, hi = lo - 0.5, hi + 0.5
@@ -117,7 +147,7 @@ class LossChart(Widget):
         if h >= 5:
             labels[(h - 1) // 2] = (hi + lo) / 2
         for r in range(h):
-            label = number(labels[r], 4) if r in labels else ""
+            label = number(10 ** labels[r] if log else labels[r], 4) if r in labels else ""
             text.append(f"{label:>{AXIS_W - 2}.{AXIS_W - 2}} " + ("┤" if r in labels else "│"), axis)
             row = grid[r]
             run_chars: list[str] = []

@@ -1,4 +1,4 @@
-"""An Input that applies keys in the order they were typed, however fast they come (keys over SSH, a paste of
+"""Widgets that apply keys in the order they were typed, however fast they come (keys over SSH, a paste of
 key presses, a slow frame).
 
 Why: Textual 8 forwards each key from the App to the focused Input's queue. The Input inserts printable
@@ -11,7 +11,8 @@ since every keystroke re-validates the field and the queue fills meanwhile.
 Here every key is handled in the Input's own queue, in order: a bound key runs its action at once, by the
 same lookup the App would do a moment later (focused widget, its ancestors, the screen, the app; priority
 bindings were already checked by the App before the key got here). A key that reaches this Input after an
-earlier one moved the focus away (tab, enter, a dialog) goes on to where the focus now is.
+earlier one moved the focus away (tab, enter, a dialog) goes on to where the focus now is, so a burst that
+tabs from a checkbox or a list into a text field lands its letters there. The builder's editors all use it.
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from textual import events
 from textual.widgets import Input
 
 
-class OrderedInput(Input):
+class KeysInOrder:
+    """Mixin for a focusable widget: its keys are handled in its own queue, in arrival order."""
+
     async def _on_key(self, event: events.Key) -> None:
         app = self.app
         target = app.focused or app.screen
-        if target is not self:
+        if target is not self and self not in target.ancestors:
             # Forwarded here before an earlier key moved the focus: deliver it where the user now is.
             event.stop()
             event.prevent_default()
@@ -31,7 +34,7 @@ class OrderedInput(Input):
             again._set_forwarded()
             target.post_message(again)
             return
-        if not event.is_printable:
+        if not self.check_consume_key(event.key, event.character):
             # Textual's own lookup (App._check_bindings, non-priority: from the focused widget up), run now
             # instead of after the round trip through the App's queue.
             if await app._check_bindings(event.key):
@@ -39,3 +42,7 @@ class OrderedInput(Input):
                 event.prevent_default()
                 return
         await super()._on_key(event)
+
+
+class OrderedInput(KeysInOrder, Input):
+    """An Input whose editing keys and typed characters apply in the order they were typed."""

@@ -1,7 +1,7 @@
 """The figures of the run in focus: status, progress, speeds, batch, memory, warnings and problems."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+import textwrap
 from pathlib import Path
 
 from textual.content import Content
@@ -9,17 +9,11 @@ from textual.widget import Widget
 
 from .. import fmt
 from ..meters import meter
-from ..tracker import RunData
-
-STATUS = {  # symbol (readable without colour) and theme colour
-    "running": ("▶", "$success"), "starting": ("…", "$accent"), "completed": ("✓", "$primary"),
-    "stopped": ("■", "$warning"), "failed": ("✗", "$error"), "interrupted": ("!", "$error"),
-    "failed to start": ("✗", "$error"),
-}
+from ..tracker import RunView
 
 
 def status_content(status: str) -> Content:
-    sym, style = STATUS.get(status, ("?", "$text-muted"))
+    sym, style = fmt.status_glyph(status)
     return Content.styled(f"{sym} {status}", f"bold {style}")
 
 
@@ -28,47 +22,42 @@ class RunSummary(Widget):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.data: RunData | None = None
-        self.has_toml = True
+        self.data: RunView | None = None
         self.max_notes = 3
-        self.data_lock = nullcontext()
-        self._last: tuple | None = None
         self._height = -1
 
-    def show(self, data: RunData | None, has_toml: bool = True, key: tuple | None = None, lock=None) -> None:
-        """Redraw when the data changed (key) or once a second for the ticking clocks (key None)."""
-        if key is not None and key == self._last and data is self.data:
+    def show(self, view: RunView | None, tick: bool = False) -> None:
+        """Redraw for a new view of the run, or once a second for the ticking clocks (tick)."""
+        if view is self.data and not tick:
             return
-        self._last = key
-        self.data, self.has_toml = data, has_toml
-        self.data_lock = lock or nullcontext()
-        with self.data_lock:
-            lines = self._lines(self.size.width or 40)
+        self.data = view
+        lines = self._lines(self.size.width or 40)
         # A layout pass costs far more than a repaint: only when the number of lines changed.
         self.refresh(layout=len(lines) != self._height)
         self._height = len(lines)
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        with self.data_lock:   # the worker thread folds new events into the same objects
-            return len(self._lines(width))
+        return len(self._lines(width))
 
     def render(self) -> Content:
-        with self.data_lock:
-            return Content("\n").join(self._lines(self.size.width))
+        return Content("\n").join(self._lines(self.size.width))
 
     def _lines(self, width: int) -> list[Content]:
         w = max(20, width)
         d = self.data
         if d is None:
-            return [Content.styled("no run in focus: start one with n (builder) or L (a profile), or "
-                                   "`tunetop run demo` in a shell", "$text-muted")]
+            # Wrapped, not cut: this is the first thing a new user reads.
+            return _wrap("no run in focus: start one with n (the run builder) or L (a saved profile), or "
+                         "`tunetop run demo` in a shell", w, "$text-muted")
         s = d.state
         lines: list[Content] = []
         head = status_content(s.status) + Content(f"  {s.profile or '?'}")
         if d.preview:
             head += Content.styled("  reading…", "$text-muted italic")
         lines.append(head)
-        for problem in d.problems(self.has_toml):
+        if s.note:
+            lines.append(Content.styled(f"⚠ {s.note}", "$warning"))
+        for problem in d.problems:
             lines.append(Content.styled(f"⚠ {problem}", "$error"))
         model = Path(s.model).name if s.model and s.model.startswith("/") else (s.model or "?")
         model = model if len(model) <= w // 2 else Path(model).name
@@ -94,9 +83,11 @@ class RunSummary(Widget):
         if s.eval_loss is not None:
             loss += Content.assemble(" · eval ", (fmt.number(s.eval_loss), "bold $warning"))
         lines.append(loss + Content(f" · lr {fmt.number(s.lr, 2)}"))
-        avg_steps, avg_tokens = d.avg_rates()
-        lines.append(Content(f"now {fmt.rate(s.steps_per_s, 'step/s')} · {fmt.rate(s.tokens_per_s, 'tok/s')}"))
-        lines.append(Content(f"avg {fmt.rate(avg_steps, 'step/s')} · {fmt.rate(avg_tokens, 'tok/s')}"))
+        avg_steps, avg_tokens = d.avg_rates
+        if s.active:      # a finished run has no speed "now"
+            lines.append(Content(f"now {fmt.rate(s.steps_per_s, 'step/s')} · {fmt.rate(s.tokens_per_s, 'tok/s')}"))
+        if not (s.active and self.max_notes <= 2):   # compact: while it runs, "now" is the one that matters
+            lines.append(Content(f"avg {fmt.rate(avg_steps, 'step/s')} · {fmt.rate(avg_tokens, 'tok/s')}"))
         batch = "batch -"
         if s.micro_batch is not None and s.grad_accum is not None:
             eff = d.effective_batch or s.micro_batch * s.grad_accum
@@ -110,9 +101,17 @@ class RunSummary(Widget):
         notes = list(d.notes)[-self.max_notes:]
         if backoffs:
             lines.append(Content.styled(f"⚠ {backoffs} OOM backoff(s): effective batch kept", "$warning"))
+        out = [line.truncate(w, ellipsis=True) for line in lines]
         for level, message in reversed(notes):
-            lines.append(Content.styled(("✗ " if level == "error" else "⚠ ") + message.replace("\n", " "),
-                                        "$error" if level == "error" else "$warning"))
-        return [line.truncate(w, ellipsis=True) for line in lines]
+            # Notes wrap: the end of a backoff line is what changed, the end of an error is the hint.
+            out += _wrap(("✗ " if level == "error" else "⚠ ") + message.replace("\n", " "), w,
+                         "$error" if level == "error" else "$warning", indent=2)
+        return out
 
 
+
+
+def _wrap(text: str, width: int, style: str, indent: int = 0) -> list[Content]:
+    """Word-wrapped lines (continuations indented), so nothing is cut with an ellipsis."""
+    lines = textwrap.wrap(text, width, subsequent_indent=" " * indent, break_long_words=True) or [""]
+    return [Content.styled(line, style) for line in lines]

@@ -2,16 +2,14 @@
 are rebuilt only when the order or the set of runs changed (the cursor stays on the same run)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from .. import fmt
-from ..tracker import RunTracker
-from .run_summary import STATUS
+from ..keys import RUNS_TABLE
+from ..fmt import short_model, status_glyph
+from ..tracker import RunView
 
 FULL = (("status", "STATUS"), ("run", "RUN"), ("profile", "PROFILE"), ("model", "MODEL"), ("method", "METHOD"),
         ("step", "STEP"), ("loss", "LOSS"), ("elapsed", "ELAPSED"))
@@ -27,10 +25,10 @@ def columns_for(width: int) -> tuple:
     return FULL if width >= 150 else MEDIUM if width >= 110 else COMPACT
 
 
-def row_values(t: RunTracker) -> dict[str, str]:
-    s = t.data.state
+def row_values(t: RunView) -> dict[str, str]:
+    s = t.state
     model = short_model(s.model)
-    loaded = t.data.loaded or t.data.preview
+    loaded = t.loaded or t.preview
     return {
         "status": s.status if loaded else "loading",
         "run": t.run_id,
@@ -43,16 +41,8 @@ def row_values(t: RunTracker) -> dict[str, str]:
     }
 
 
-def short_model(model: str | None, width: int = 24) -> str:
-    """The last part of a path or hub id ("meta-llama/Llama-3.1-8B" -> "Llama-3.1-8B"), capped in width."""
-    name = Path(model.rstrip("/")).name if model else "-"
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
 class RunsTable(DataTable):
-    BINDINGS = [
-        Binding("enter", "select_cursor", "Focus", show=True),
-    ]
+    BINDINGS = RUNS_TABLE
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -73,7 +63,7 @@ class RunsTable(DataTable):
             self.add_column(label, key=key, width=WIDTHS.get(key))
         self._order, self._values = [], {}
 
-    def show(self, trackers: list[RunTracker], width: int) -> None:
+    def show(self, trackers: list[RunView], width: int) -> None:
         self._set_columns(columns_for(width))
         keys = [key for key, _ in self._columns]
         order = [t.run_id for t in trackers]
@@ -100,9 +90,21 @@ class RunsTable(DataTable):
     def _cell(self, key: str, value: str):
         if key != "status":
             return value
-        symbol, var = STATUS.get(value, ("…", "$text-muted"))
+        symbol, var = status_glyph(value) if value != "loading" else ("…", "$text-muted")
         color = self.app.get_css_variables().get(var.lstrip("$"))
         return Text(f"{symbol} {SHORT.get(value, value)}", style=Style(color=color) if color and not color.startswith("auto") else "")
+
+    def show_one(self, view: RunView) -> None:
+        """Bring one row up to date (the run in focus, as its panel redraws: the two never disagree)."""
+        if view.run_id not in self._order:
+            return
+        old = self._values.get(view.run_id, {})
+        new = row_values(view)
+        for k, _ in self._columns:
+            if old.get(k) != new[k]:
+                grow = k != "status" and len(new[k]) > len(old.get(k) or "")
+                self.update_cell(view.run_id, k, self._cell(k, new[k]), update_width=grow)
+        self._values[view.run_id] = new
 
     def restyle(self) -> None:
         """After a theme change: status colours come from the theme."""
