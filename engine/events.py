@@ -192,14 +192,16 @@ def read_all(path: str | Path) -> list[dict]:
     return [e for _, e in iter_events(path)]
 
 
-def read_tail(path: str | Path, enough=lambda events: False, first: int = 64 << 10,
+def read_tail(path: str | Path, make_until=None, first: int = 16 << 10,
               limit: int = 8 << 20) -> tuple[list[tuple[int, dict]], int, int]:
     """The events at the end of the file, read backwards: ([(offset, event), ...] in file order,
-    offset of the first byte read, offset just past the last event read).
+    offset of the oldest line taken, offset just past the last event read).
 
-    Reads `first` bytes from the end and doubles until `enough(events)` is true, `limit` bytes were read
-    or the start of the file is reached: time and memory depend on `limit`, never on the file's length.
-    A line cut by the window's start is dropped; so is a line longer than the window.
+    Lines are parsed newest first. `make_until()` gives a predicate called on each event (newest first);
+    when it returns True the events from that one on are returned. Without it, or while it is not yet
+    satisfied, the window (`first` bytes from the end) doubles up to `limit` bytes or the start of the file:
+    time and memory depend on `limit`, never on the file's length. A line cut by the window's start is
+    dropped; so is a line longer than the window.
     """
     try:
         f = open(path, "rb")
@@ -212,24 +214,36 @@ def read_tail(path: str | Path, enough=lambda events: False, first: int = 64 << 
             lo = max(0, size - want)
             f.seek(lo)
             data = f.read(size - lo)
-            skip = 0 if lo == 0 else data.find(b"\n") + 1
-            out: list[tuple[int, dict]] = []
-            if skip or lo == 0:
-                pos = skip
-                while pos < len(data):
-                    nl = data.find(b"\n", pos)
-                    stop = len(data) if nl < 0 else nl
-                    event = parse_line(data[pos:stop])
-                    if event is not None:
-                        out.append((lo + pos, event))
-                    pos = stop + 1
-            if lo == 0 or want >= limit or enough([e for _, e in out]):
-                end = lo + len(data)
-                if out and out[-1][0] >= lo + data.rfind(b"\n") + 1 and not data.endswith(b"\n"):
-                    pass   # the unterminated last line parsed: it was written whole, keep it in `end`
-                elif not data.endswith(b"\n"):
-                    end = lo + data.rfind(b"\n") + 1
-                return out, lo, end
+            last_nl = data.rfind(b"\n")
+            end = lo + last_nl + 1
+            if last_nl < len(data) - 1:   # an unterminated last line: kept only if it parses (written whole)
+                tail_event = parse_line(data[last_nl + 1:])
+            else:
+                tail_event = None
+            until = make_until() if make_until else None
+            newest_first: list[tuple[int, dict]] = []
+            satisfied = False
+            if tail_event is not None:
+                newest_first.append((end, tail_event))
+                end = size
+                satisfied = bool(until and until(tail_event))
+            floor = 0 if lo == 0 else data.find(b"\n") + 1   # the first line may be cut: skip it
+            hi = last_nl
+            oldest = lo + (last_nl + 1 if last_nl >= 0 else len(data))
+            while not satisfied and hi > 0 and (lo == 0 or floor > 0) and hi >= floor:
+                start = data.rfind(b"\n", floor, hi) + 1 if hi > floor else floor
+                start = max(start, floor)
+                event = parse_line(data[start:hi])
+                oldest = lo + start
+                if event is not None:
+                    newest_first.append((lo + start, event))
+                    satisfied = bool(until and until(event))
+                if start <= floor:
+                    break
+                hi = start - 1
+            if satisfied or lo == 0 or want >= limit:
+                newest_first.reverse()
+                return newest_first, (newest_first[0][0] if newest_first else oldest), max(end, lo)
             want = min(want * 2, limit)
 
 

@@ -212,11 +212,16 @@ def _read_large(state: RunState, path: Path, size: int) -> None:
     seg = read_segments(state.path)
     seg_offset = seg["offset"] if seg and seg["offset"] <= size else 0
 
-    def enough(events: list[dict]) -> bool:   # the tail window holds a start, or a full rate window
-        return sum(1 for e in events if e.get("type") == "step") >= RATE_WINDOW or any(
-            e.get("type") == "start" for e in events)
+    def make_until():   # back to the newest start event, or a full rate window of steps, whichever first
+        steps = 0
 
-    tail, tail_lo, tail_end = ev.read_tail(path, enough, limit=TAIL_LIMIT)
+        def until(e: dict) -> bool:
+            nonlocal steps
+            steps += e.get("type") == "step"
+            return e.get("type") == "start" or steps >= RATE_WINDOW
+        return until
+
+    tail, tail_lo, tail_end = ev.read_tail(path, make_until, limit=TAIL_LIMIT)
     if first is not None:
         state.apply(first)
     if seg_offset and seg_offset >= tail_lo:

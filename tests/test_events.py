@@ -99,8 +99,13 @@ def test_tail_reads_a_bounded_window_from_the_end(tmp_path):
     with open(path, "w") as f:
         for i in range(5000):
             f.write(json.dumps(ev.make("step", step=i)) + "\n")
-    tail, lo, end = ev.read_tail(path, lambda es: len(es) >= 10, first=1024, limit=1 << 20)
-    assert tail[-1][1]["step"] == 4999 and 10 <= len(tail) < 100 and lo > 0
+    def make_until():
+        seen = []
+        return lambda e: seen.append(e) or len(seen) >= 10
+    tail, lo, end = ev.read_tail(path, make_until, first=1024, limit=1 << 20)
+    assert [e["step"] for _, e in tail] == list(range(4990, 5000)) and lo == tail[0][0]
+    everything, lo_all, _ = ev.read_tail(path, first=1024, limit=1 << 30)    # no predicate: the whole file
+    assert [e["step"] for _, e in everything] == list(range(5000)) and lo_all == 0
     assert end == path.stat().st_size
     offset, first_event = tail[0]
     assert ev.parse_line(path.read_bytes()[offset:].split(b"\n")[0]) == first_event
