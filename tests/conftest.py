@@ -20,6 +20,40 @@ from .helpers import ASSETS, BASE, DATA, ROOT, TINY_MODEL, run_cli, wait_until  
 wait_for = wait_until
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): two workers for the suite or several files (the machine the suite
+    is sized for has two cores); none for one file, node ids or -k, where starting two workers (each
+    collecting again) costs more than it saves. PYTEST_XDIST_AUTO_NUM_WORKERS=N overrides; `-n 0` is serial."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    args = [str(arg) for arg in config.args]
+    narrow = (config.getoption("keyword") or any("::" in arg for arg in args)
+              or (len(args) == 1 and args[0].endswith(".py")))
+    return 0 if narrow else 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n auto --dist loadgroup`, pyproject's addopts), tests that share a module- or
+    session-scoped fixture (a trained run, a loaded model) run in one worker, so the fixture is built once
+    rather than once per worker. Runs before xdist reads the groups (tryfirst)."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is None:
+            continue
+        for name in item.fixturenames:
+            fixturedefs = defs.name2fixturedefs.get(name)
+            if not fixturedefs or fixturedefs[-1].baseid in ("", None):
+                continue      # pytest's own fixtures (tmp_path_factory, ...) cost nothing to share
+            scope = fixturedefs[-1].scope
+            if scope == "module":
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+                break
+            if scope in ("package", "session"):
+                item.add_marker(pytest.mark.xdist_group(f"fixture-{name}"))
+                break
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A private TUNETOP_HOME (runs, fit cache) and XDG config dir for one test."""

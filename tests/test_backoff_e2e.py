@@ -14,7 +14,7 @@ import pytest
 from engine.train.backoff import EXIT_OOM, OVERRIDE_FILE, STATE_FILE, read_state
 
 from .backoff_helpers import adapter_weights, dump, engine_env, new_run, read_events, run_engine
-from .conftest import merged, toml_text
+from .helpers import merged, toml_text
 
 FAST = {"data": {"max_samples": 120}, "training": {"seed": 1}}
 TOL = 1e-5
@@ -153,7 +153,7 @@ def longest_rows_tokens(max_samples=120, max_seq_len=128):
     from engine.profile import load
     from engine.train.model import load_tokenizer
     from engine.train.tokenize import ensure_chat_template, tokenize_rows
-    from .conftest import TINY_MODEL
+    from .helpers import TINY_MODEL
     import tempfile
     from pathlib import Path
     with tempfile.TemporaryDirectory() as d:

@@ -12,8 +12,8 @@ from tuiapp.builder.dialogs import ChoiceScreen, NameScreen
 from tuiapp.components.confirm import ConfirmScreen
 
 from .builder_helpers import BuilderHost, builder, editor, type_into
-from .conftest import DATA, TINY_MODEL, toml_text
-from .tui_helpers import drive, screen_text, wait_for, wait_text
+from .helpers import await_until, DATA, TINY_MODEL, toml_text
+from .tui_helpers import drive, screen_text, wait_text
 
 SIZE = (160, 45)
 
@@ -133,7 +133,7 @@ def test_saving_over_a_bundled_profile_asks_for_a_new_name(home):
         await wait_text(pilot, "demo-mine.toml?")
         await pilot.press("y")
         saved = home.parent / "config" / "tunetop" / "profiles" / "demo-mine.toml"
-        assert await wait_for(pilot, saved.exists)
+        assert await await_until(pilot, saved.exists)
         assert load(saved).method.lora_r == 4
     drive(app, SIZE, scenario)
     assert "lora_r = 8" in (paths.BUNDLED_PROFILES / "demo.toml").read_text(), "the bundled file was touched"
@@ -156,10 +156,10 @@ def test_a_file_changed_on_disk_since_it_was_opened(home, answer):
             await pilot.press("o")
             await wait_text(pilot, "Overwrite")
             await pilot.press("y")
-            assert await wait_for(pilot, lambda: "max_steps = 12" in path.read_text())
+            assert await await_until(pilot, lambda: "max_steps = 12" in path.read_text())
         else:
             await pilot.press("r")
-            assert await wait_for(pilot, lambda: editor(app, "training", "max_steps").value == "99")
+            assert await await_until(pilot, lambda: editor(app, "training", "max_steps").value == "99")
             assert not screen.dirty
     drive(app, SIZE, scenario)
 
@@ -177,7 +177,7 @@ def test_comments_are_kept_and_unknown_keys_are_reported_not_lost_silently(home)
         text = await wait_text(pilot, "Comments and layout are kept", "Not kept from the original file")
         assert "training.colour" in text
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: not screen.dirty)
+        assert await await_until(pilot, lambda: not screen.dirty)
         saved = path.read_text()
         assert "# my notes about this run" in saved and "# shown in lists" in saved
         assert "lora_r = 16  # small on purpose" in saved
@@ -209,7 +209,7 @@ def test_method_switch_shows_and_hides_fields_and_the_file_drops_them(home):
         assert "method.lora_r" in text
         await pilot.press("y")
         saved = home.parent / "config" / "tunetop" / "profiles" / "full-demo.toml"
-        assert await wait_for(pilot, saved.exists)
+        assert await await_until(pilot, saved.exists)
         assert load(saved).to_dict()["method"] == {"type": "full"}
         assert "lora_" not in saved.read_text() and "quant_type" not in saved.read_text()
     drive(app, SIZE, scenario)
@@ -243,7 +243,7 @@ def test_blank_profile_saved_loads_back_identical(home, tmp_path):
         await pilot.press(*"fresh", "enter")
         await pilot.press("y")
         saved = home.parent / "config" / "tunetop" / "profiles" / "fresh.toml"
-        assert await wait_for(pilot, saved.exists)
+        assert await await_until(pilot, saved.exists)
         back = load(saved).to_dict()
         assert back == screen.strict_profile().to_dict()
         assert back["training"] == defaults["training"] and back["name"] == "fresh"
@@ -263,7 +263,7 @@ def test_escape_with_unsaved_edits_asks_first(home):
         assert isinstance(app.screen, RunBuilderScreen)
         await pilot.press("escape")
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: app.result is None)
+        assert await await_until(pilot, lambda: app.result is None)
     drive(app, SIZE, scenario)
 
 
@@ -278,6 +278,6 @@ def test_pick_another_profile_from_the_list_with_keys(home):
         await pilot.press("ctrl+o")
         await pilot.pause(0.2)
         await pilot.press("end", "enter")                  # the last entry: the user's profile
-        assert await wait_for(pilot, lambda: editor(app, "training", "max_steps").value == "77")
+        assert await await_until(pilot, lambda: editor(app, "training", "max_steps").value == "77")
         assert screen_text(app).count("zzz-mine") >= 1
     drive(app, SIZE, scenario)

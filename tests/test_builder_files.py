@@ -13,7 +13,7 @@ from tuiapp.builder import session
 from tuiapp.builder.fieldtext import from_text, to_text
 from tuiapp.builder.toml_update import has_comments, render_value, update_text
 
-from .conftest import DATA, ROOT, TINY_MODEL
+from .helpers import DATA, ROOT, TINY_MODEL
 from .tui_helpers import HEAVY
 
 

@@ -7,7 +7,8 @@ Each burst here is queued in one go, with no pause between keys (tuiapp/componen
 from __future__ import annotations
 
 from .builder_helpers import BuilderHost, builder, burst, editor
-from .tui_helpers import drive, wait_for
+from .helpers import await_until
+from .tui_helpers import drive
 
 # One field of every text kind the schema has, with a start value and a burst that edits it.
 END, BS = "end", "backspace"
@@ -26,7 +27,7 @@ def test_a_burst_of_keys_edits_each_text_field_kind_in_order(home):
     app = BuilderHost()
 
     async def scenario(pilot):
-        await wait_for(pilot, lambda: builder(app).form.rows, 10)
+        await await_until(pilot, lambda: builder(app).form.rows, 10)
         for field, start, keys, expect in CASES:     # one builder for all: each start costs seconds
             ed = editor(app, *field)
             ed.focus()
@@ -35,7 +36,7 @@ def test_a_burst_of_keys_edits_each_text_field_kind_in_order(home):
                 ed.value, ed.cursor_position = start, len(start)
                 await pilot.pause()
                 burst(app, *keys)
-                assert await wait_for(pilot, lambda: ed.value == expect, 3, 0.05), \
+                assert await await_until(pilot, lambda: ed.value == expect, 3, 0.05), \
                     f"try {attempt + 1}: {field} ended as {ed.value!r}, typed {keys} on {start!r}"
     drive(app, (120, 40), scenario)
 
@@ -44,13 +45,13 @@ def test_keys_after_tab_and_enter_go_to_the_next_field(home):
     app = BuilderHost()
 
     async def scenario(pilot):
-        await wait_for(pilot, lambda: builder(app).form.rows, 10)
+        await await_until(pilot, lambda: builder(app).form.rows, 10)
         first, second = editor(app, "training", "max_steps"), editor(app, "training", "micro_batch")
         third = editor(app, "training", "grad_accum")
         first.focus()
         await pilot.pause()
         burst(app, "ctrl+u", *"12", "tab", "ctrl+u", *"3", "enter", "ctrl+u", *"5")
-        assert await wait_for(pilot, lambda: (first.value, second.value, third.value) == ("12", "3", "5"), 5, 0.05), \
+        assert await await_until(pilot, lambda: (first.value, second.value, third.value) == ("12", "3", "5"), 5, 0.05), \
             (first.value, second.value, third.value)
         assert app.focused is third
     drive(app, (120, 40), scenario)
@@ -60,10 +61,10 @@ def test_a_burst_into_the_save_as_name(home):
     app = BuilderHost()
 
     async def scenario(pilot):
-        await wait_for(pilot, lambda: builder(app).form.rows, 10)
+        await await_until(pilot, lambda: builder(app).form.rows, 10)
         await pilot.press("ctrl+n")
-        assert await wait_for(pilot, lambda: getattr(app.focused, "id", None) == "name", 5)
+        assert await await_until(pilot, lambda: getattr(app.focused, "id", None) == "name", 5)
         name = app.focused
         burst(app, END, *[BS] * 20, *"mine-1", "left", BS, "x")
-        assert await wait_for(pilot, lambda: name.value == "minex1", 3, 0.05), name.value
+        assert await await_until(pilot, lambda: name.value == "minex1", 3, 0.05), name.value
     drive(app, (120, 40), scenario)

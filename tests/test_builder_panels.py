@@ -13,7 +13,8 @@ from tuiapp.builder import screen as screen_module
 from tuiapp.builder.dialogs import BuilderHelp, CapacityScreen
 
 from .builder_helpers import BuilderHost, builder, set_by_keys, type_into
-from .tui_helpers import demo_events, drive, make_run, two_gpus, wait_for, wait_text
+from .helpers import await_until
+from .tui_helpers import demo_events, drive, make_run, two_gpus, wait_text
 
 WIDE = (160, 45)
 
@@ -23,7 +24,7 @@ def test_estimate_against_each_detected_gpu_with_suggestions(home):
 
     async def scenario(pilot):
         screen = builder(app)
-        assert await wait_for(pilot, lambda: screen.estimate.detected and screen.estimate.result
+        assert await await_until(pilot, lambda: screen.estimate.detected and screen.estimate.result
                               and len(screen.estimate.result.gpus) == 2)
         fc = screen.estimate.result
         verdicts = {g.card.name: g.verdict for g in fc.gpus}
@@ -48,7 +49,7 @@ def test_no_gpu_pick_a_common_card_and_follow_the_suggestions(home):
         await set_by_keys(pilot, pick, "RTX 4060 Ti 16 GB")
         await type_into(pilot, "training", "max_seq_len", "1024")
         await type_into(pilot, "training", "gradient_checkpointing", False)
-        assert await wait_for(pilot, lambda: screen.estimate.result.gpus[0].verdict == "does not fit")
+        assert await await_until(pilot, lambda: screen.estimate.result.gpus[0].verdict == "does not fit")
         fc = screen.estimate.result
         assert fc.gpus[0].card.name == "RTX 4060 Ti 16 GB"
         texts = [s.text for s in fc.suggestions]
@@ -116,12 +117,12 @@ def test_dashboard_n_opens_the_builder_and_focuses_the_launched_run(home, tmp_pa
     async def scenario(pilot):
         await wait_text(pilot, "20250101-000000-demo")
         await pilot.press("n")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, RunBuilderScreen))
+        assert await await_until(pilot, lambda: isinstance(app.screen, RunBuilderScreen))
         await wait_text(pilot, "run builder · demo")
         await pilot.press("ctrl+r")
         await wait_text(pilot, "Launch a detached run of demo?")
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, RunBuilderScreen))
+        assert await await_until(pilot, lambda: not isinstance(app.screen, RunBuilderScreen))
         assert launched and launched[0].parent == root
-        assert await wait_for(pilot, lambda: app.focus_run == launched[0].name)
+        assert await await_until(pilot, lambda: app.focus_run == launched[0].name)
     drive(app, (120, 40), scenario)

@@ -14,7 +14,8 @@ from tuiapp.app import TunetopApp
 from tuiapp.components.compare_screen import CompareScreen
 from tuiapp.components.multi_chart import MultiChart
 
-from .tui_helpers import demo_events, drive, make_run, wait_for, wait_text
+from .helpers import await_until
+from .tui_helpers import demo_events, drive, make_run, wait_text
 
 
 def _run(root, name, lr, steps, start):
@@ -43,12 +44,12 @@ def test_mark_two_runs_and_compare_them(runs, size):
         await wait_text(pilot, a.name[:15])
         for run in (a, b):
             app.table.select_run(run.name)          # the cursor's run is the one in focus
-            assert await wait_for(pilot, lambda: app.focus_run == run.name)
+            assert await await_until(pilot, lambda: app.focus_run == run.name)
             await pilot.press("space")
         assert app.marked == [a.name, b.name]
         assert "2 marked" in str(app.runs_box.border_subtitle)
         await pilot.press("c")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.loaded)
+        assert await await_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.loaded)
         screen = app.screen
         text = await wait_text(pilot, "train loss of 2 runs", "training.learning_rate", "final loss")
         chart = screen.query_one(MultiChart)
@@ -65,7 +66,7 @@ def test_mark_two_runs_and_compare_them(runs, size):
         await pilot.press("e")
         await wait_text(pilot, "eval loss of 2 runs")
         await pilot.press("escape")
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        assert await await_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
     drive(app, size, scenario)
 
 
@@ -77,15 +78,15 @@ def test_compare_needs_two_marked_runs_and_filter_narrows_the_table(runs):
         await wait_text(pilot, a.name[:15])
         await pilot.press("c")
         assert not isinstance(app.screen, CompareScreen)
-        assert await wait_for(pilot, lambda: any("mark 2 to 6 runs" in str(n.message) for n in app._notifications))
+        assert await await_until(pilot, lambda: any("mark 2 to 6 runs" in str(n.message) for n in app._notifications))
         await pilot.press("slash")
         await pilot.press(*"other")
         await pilot.press("enter")
-        assert await wait_for(pilot, lambda: app.table.row_count == 1)
+        assert await await_until(pilot, lambda: app.table.row_count == 1)
         assert "filter: other" in str(app.runs_box.border_subtitle)
         await pilot.press("slash")
         await pilot.press("ctrl+a", "ctrl+k", "enter")
-        assert await wait_for(pilot, lambda: app.table.row_count == 3)
+        assert await await_until(pilot, lambda: app.table.row_count == 3)
     drive(app, (80, 24), scenario)
 
 
@@ -104,7 +105,7 @@ def test_an_end_arriving_live_pops_a_toast_and_rings_the_bell(runs):
         w.write("backoff", step=4, reason="oom", action="split", message="step 4: out of memory; split in 2")
         w.write("end", status="failed", step=4, total_steps=10, error="boom", hint="try again")
         w.close()
-        assert await wait_for(pilot, lambda: len(bells) == 2, timeout=15)
+        assert await await_until(pilot, lambda: len(bells) == 2, timeout=15)
         titles = [str(n.title) for n in app._notifications]
         assert f"{live.name} out-of-memory backoff" in titles and f"{live.name} failed" in titles
     drive(app, (120, 40), scenario)

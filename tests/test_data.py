@@ -15,7 +15,7 @@ from engine.data import readers
 from engine.errors import render_text
 from engine.profile.schema import DataSection
 
-from .conftest import DATA, ROOT
+from .helpers import DATA, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "datasets"
 FORMATS = {

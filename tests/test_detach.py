@@ -12,7 +12,7 @@ import pytest
 
 from engine import events, rundir
 
-from .conftest import ROOT, run_cli, wait_for
+from .helpers import ROOT, run_cli, wait_until
 
 
 def step_losses(run_dir) -> dict[int, float]:
@@ -38,9 +38,9 @@ def test_run_survives_its_launcher_exiting_and_sighup(home, make_profile):
     pid = rundir.alive_pid(run_dir)
     assert pid is not None, "engine not running after its launcher exited"
     assert os.getsid(pid) == pid, "the engine must lead its own session (no controlling terminal)"
-    wait_for(lambda: current_step(run_dir) >= 1, what="first step")
+    wait_until(lambda: current_step(run_dir) >= 1, what="first step")
     os.kill(pid, signal.SIGHUP)  # what a dropped SSH connection sends
-    wait_for(lambda: rundir.alive_pid(run_dir) is None, timeout=240, what="the run to finish")
+    wait_until(lambda: rundir.alive_pid(run_dir) is None, timeout=240, what="the run to finish")
     state = rundir.read_state(run_dir)
     assert state.status == "completed" and state.step == 6
 
@@ -56,7 +56,7 @@ def test_sigterm_stops_with_checkpoint_and_resume_matches_an_uninterrupted_run(h
     assert started.returncode == 0, started.stderr
     run_dir = rundir.resolve("last")
     assert run_dir.name.endswith("stopme")
-    wait_for(lambda: current_step(run_dir) >= 4, timeout=240, what="step 4")
+    wait_until(lambda: current_step(run_dir) >= 4, timeout=240, what="step 4")
     stop = run_cli("stop", run_dir.name, "--wait")
     assert stop.returncode == 0, stop.stderr
     state = rundir.read_state(run_dir)
@@ -97,10 +97,10 @@ def test_kill_9_shows_interrupted_and_resume_continues_from_checkpoint(home, mak
     profile = make_profile("killme", {"training": {"max_steps": 14, "save_steps": 3}})
     assert run_cli("run", "--detach", str(profile)).returncode == 0
     run_dir = rundir.resolve("last")
-    wait_for(lambda: current_step(run_dir) >= 5, timeout=240, what="step 5")
+    wait_until(lambda: current_step(run_dir) >= 5, timeout=240, what="step 5")
     pid = rundir.alive_pid(run_dir)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: rundir.alive_pid(run_dir) is None, timeout=30, what="the engine to die")
+    wait_until(lambda: rundir.alive_pid(run_dir) is None, timeout=30, what="the engine to die")
 
     listing = run_cli("ls")
     line = next(l for l in listing.stdout.splitlines() if run_dir.name in l)

@@ -23,7 +23,7 @@ import pytest
 
 from engine import events, rundir
 
-from .conftest import ROOT, merged, run_cli, toml_text, wait_for
+from .helpers import ROOT, merged, run_cli, toml_text, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -189,13 +189,13 @@ def test_agent_killed_ends_every_rank(home_dir):
     agent = psutil.Process(rundir.read_pid(run_dir)["pid"])
     log = run_dir / "engine.log"
     # Each rank says when it watches its agent (the first thing it does).
-    wait_for(lambda: log.exists() and log.read_text().count("watching the torchrun agent") == 2, timeout=120,
+    wait_until(lambda: log.exists() and log.read_text().count("watching the torchrun agent") == 2, timeout=120,
              what="both ranks to start")
     ranks = [c.pid for c in agent.children()]
     assert len(ranks) == 2
     agent.kill()
     t0 = time.time()
-    wait_for(lambda: gone(ranks), timeout=15, what="every rank to exit after the agent died")
+    wait_until(lambda: gone(ranks), timeout=15, what="every rank to exit after the agent died")
     print(f"\nagent killed: every rank gone after {time.time() - t0:.1f} s")
     assert rundir.read_state(run_dir).status in ("interrupted", "failed to start")
 
@@ -211,12 +211,12 @@ def test_stop_kill_rank1_and_resume_reproduce_the_uninterrupted_run(home_dir, dd
     out = run_cli("run", "--detach", str(path), "--processes", "2", env={**FAST_TEARDOWN, **oom})
     assert out.returncode == 0, out.stderr
     run_dir = started(out.stdout)
-    wait_for(lambda: max(step_losses(run_dir), default=0) >= 2, timeout=300, what="step 2")
+    wait_until(lambda: max(step_losses(run_dir), default=0) >= 2, timeout=300, what="step 2")
     agent = rundir.read_pid(run_dir)["pid"]
     pids = [agent, *rank_pids(run_dir)]
     stop = run_cli("stop", run_dir.name, "--wait")
     assert stop.returncode == 0, stop.stderr
-    wait_for(lambda: gone(pids), timeout=60, what="every process to exit after stop")
+    wait_until(lambda: gone(pids), timeout=60, what="every process to exit after stop")
     state = rundir.read_state(run_dir)
     assert state.status == "stopped", state.status
     stopped_at = state.step
@@ -227,12 +227,12 @@ def test_stop_kill_rank1_and_resume_reproduce_the_uninterrupted_run(home_dir, dd
 
     out = run_cli("resume", "--detach", run_dir.name, env={**FAST_TEARDOWN, "TUNETOP_FAULT_SLOW_STEP_S": "1"})
     assert out.returncode == 0, out.stderr
-    wait_for(lambda: len([e for e in all_events(run_dir) if e["type"] == "start"]) == 2
+    wait_until(lambda: len([e for e in all_events(run_dir) if e["type"] == "start"]) == 2
              and max(step_losses(run_dir)) >= stopped_at + 1, timeout=300, what="the resumed run to step")
     pids = [rundir.read_pid(run_dir)["pid"], *rank_pids(run_dir)]
     os.kill(pids[2], signal.SIGKILL)   # rank 1
     t0 = time.time()
-    wait_for(lambda: gone(pids), timeout=60, what="every process to exit after rank 1 was killed")
+    wait_until(lambda: gone(pids), timeout=60, what="every process to exit after rank 1 was killed")
     print(f"\nrank 1 killed: every process gone after {time.time() - t0:.1f} s")
     assert rundir.read_state(run_dir).status == "interrupted"
 

@@ -12,7 +12,7 @@ from engine.distributed.estimate import balanced_layers
 from engine.errors import render_text
 from engine.profile import ProfileError, loads
 
-from .conftest import merged, run_cli, toml_text
+from .helpers import merged, run_cli, toml_text
 
 
 def profile(distributed: dict | None = None, **sections):

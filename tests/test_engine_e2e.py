@@ -9,7 +9,7 @@ import pytest
 
 from engine import events, rundir
 
-from .conftest import DATA, TINY_MODEL, run_cli
+from .helpers import DATA, TINY_MODEL, run_cli
 
 NO_LORA = {"lora_r": None, "lora_alpha": None, "lora_dropout": None}
 

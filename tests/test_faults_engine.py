@@ -25,7 +25,7 @@ from engine import checkpoints as ck
 from engine import rundir, runlock
 
 from .backoff_helpers import adapter_weights, dump, engine_env, new_run, read_events, run_engine
-from .conftest import DATA, TINY_MODEL, merged, toml_text, wait_for
+from .helpers import DATA, TINY_MODEL, merged, toml_text, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -256,7 +256,7 @@ def test_a_real_full_disk_ends_failed_with_the_end_event_recorded(chain, tmp_pat
                                 env=engine_env(home, TUNETOP_FAULT_SLOW_STEP_S="1"), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:
-            wait_for(lambda: complete(run_dir) == ["checkpoint-2"], timeout=300, interval=0.1, what="checkpoint-2")
+            wait_until(lambda: complete(run_dir) == ["checkpoint-2"], timeout=300, interval=0.1, what="checkpoint-2")
             free = shutil.disk_usage(disk).free
             with open(disk / "filler", "wb") as f:   # leave 64 KiB: a few events, not a checkpoint
                 os.posix_fallocate(f.fileno(), 0, max(0, free - (64 << 10)))
@@ -283,9 +283,9 @@ def test_a_deleted_run_directory_stops_the_engine_and_is_not_recreated(chain, tm
     proc = subprocess.Popen([sys.executable, "-m", "engine.train", str(run_dir)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: steps_of(read_events(run_dir)), timeout=300, what="step 1")
+        wait_until(lambda: steps_of(read_events(run_dir)), timeout=300, what="step 1")
         beat = os.stat(run_dir / "heartbeat").st_mtime
-        wait_for(lambda: os.stat(run_dir / "heartbeat").st_mtime > beat, timeout=10, interval=0.5,
+        wait_until(lambda: os.stat(run_dir / "heartbeat").st_mtime > beat, timeout=10, interval=0.5,
                  what="the heartbeat to move on")
         shutil.rmtree(run_dir)
         out, _ = proc.communicate(timeout=120)

@@ -15,7 +15,7 @@ from engine.plan.capacity import capacity
 from engine.plan.profile_estimate import run_estimate, settings_of
 from engine.profile import load_named
 
-from .conftest import DATA, ROOT, TINY_MODEL, run_cli
+from .helpers import DATA, ROOT, TINY_MODEL, run_cli
 from .tui_helpers import GIB, two_gpus
 
 CARD_16 = 16380 * 1024**2   # RTX 4060 Ti 16 GB

@@ -10,7 +10,7 @@ import pytest
 
 from engine import events, rundir
 
-from .conftest import ROOT, TINY_MODEL, run_cli
+from .helpers import ROOT, TINY_MODEL, run_cli
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SLICES = [str(FIXTURES / "datasets" / n) for n in ("alpaca_en_demo_slice.json", "openai_toy_chat_slice.jsonl",

@@ -11,7 +11,7 @@ import pytest
 from engine.train.masking import NOTE_NO_END, NOTE_SYSTEM, NOTE_SYSTEM_DROPPED, NOTE_TOOLS, ChatRenderer, RowSkipped
 from engine.train.tokenize import tokenize_conversation
 
-from .conftest import ROOT, TINY_MODEL
+from .helpers import ROOT, TINY_MODEL
 
 TEMPLATES = ROOT / "tests" / "fixtures" / "chat_templates"
 
