@@ -106,13 +106,13 @@ def resume(run_dir: Path, reset_optimizer: bool = False, accept_changed_data: bo
     under us and no second engine can start, whatever the timing.
     """
     from . import notify
-    notify.settings(rundir.load_profile(run_dir))   # config.toml may have changed since the launch
     fd = _lock(run_dir)
     try:
         state = rundir.read_state(run_dir, alive=False)   # we hold the lock: nobody else is running
         if state.status == "completed":
             raise RunError(f"run {run_dir.name} already completed ({state.step} steps)",
                            hint="start a new run with `tunetop run PROFILE`, or raise max_steps in a new profile")
+        notify.settings(rundir.load_profile(run_dir))   # config.toml may have changed since the launch
         rundir.record_segment(run_dir)
     except OSError as exc:
         os.close(fd)
