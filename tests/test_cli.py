@@ -173,3 +173,23 @@ def test_progress_line_fits_the_width_in_the_documented_order(width):
     assert kept == fields[len(fields) - len(kept):], (width, line)   # only ever a suffix of the list survives
     if width >= len(full):
         assert line == full
+
+
+def test_watch_without_a_run_prefers_the_one_training(home):
+    from engine import runlock
+    runs = home / "runs"
+    for name, total in (("20260101-000000-older", 7), ("20260102-000000-newer", 9)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.toml").write_text('name = "w"\n')
+        w = events.EventWriter(runs / name / "events.jsonl")
+        w.write("start", total_steps=total)
+        w.write("step", step=total, total_steps=total, loss=1.0)
+        w.write("end", status="completed", step=total, total_steps=total)
+        w.close()
+    fd = runlock.acquire(runs / "20260101-000000-older")   # an engine is alive on the older run
+    try:
+        out = run_cli("watch", timeout=60)
+    finally:
+        os.close(fd)
+    assert out.returncode == 0 and "completed: step 7/7" in out.stdout, out.stdout + out.stderr
+    assert "completed: step 9/9" in run_cli("watch", timeout=60).stdout     # none alive: the newest
