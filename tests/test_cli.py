@@ -193,3 +193,16 @@ def test_watch_without_a_run_prefers_the_one_training(home):
         os.close(fd)
     assert out.returncode == 0 and "completed: step 7/7" in out.stdout, out.stdout + out.stderr
     assert "completed: step 9/9" in run_cli("watch", timeout=60).stdout     # none alive: the newest
+
+
+def test_profiles_say_which_are_bundled_and_which_shadow_one(home, tmp_path):
+    mine = tmp_path / "config" / "tunetop" / "profiles"
+    mine.mkdir(parents=True)
+    (mine / "demo.toml").write_text((TINY_MODEL.parent.parent / "profiles" / "demo.toml").read_text()
+                                    .replace("description = ", 'description = "my demo" # ', 1))
+    (mine / "mine.toml").write_text((mine / "demo.toml").read_text())
+    out = run_cli("profiles")
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "yours, shadows bundled" in rows["demo"] and "my demo" in rows["demo"], out.stdout
+    assert " yours " in rows["mine"] and "bundled" in rows["llama3.2-3b-lora"], out.stdout
