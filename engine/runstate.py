@@ -12,7 +12,8 @@ Statuses (RunState.status):
     failed to start                 no live engine, no start event, nothing saved
 
 Thresholds are read from the environment each time a status is asked for, so a test or a user can
-change them without a restart: TUNETOP_HUNG_AFTER_S, TUNETOP_STALL_MIN_S (seconds, > 0).
+change them without a restart: TUNETOP_HUNG_AFTER_S, TUNETOP_STALL_MIN_S (seconds, > 0) and
+TUNETOP_STALL_FACTOR (median step times, default 10; engine/notify/watchdog.py reads the same variables).
 
 The liveness inputs (`alive`, `alive_since`, `heartbeat_t`, `output`, `checkpointed`) are set by
 engine/rundir.py, which reads the run directory; this module only folds events and judges.
@@ -199,7 +200,8 @@ class RunState:
     def stall_after_s(self) -> float:
         """No-step seconds before a live run counts as stalled: max(TUNETOP_STALL_MIN_S, 10 x median step)."""
         typical = self.typical_step_s
-        return max(stall_min_s(), STALL_STEP_FACTOR * typical if typical else 0.0)
+        factor = _env_seconds("TUNETOP_STALL_FACTOR", STALL_STEP_FACTOR)   # the notify watchdog's knob too
+        return max(stall_min_s(), factor * typical if typical else 0.0)
 
     @property
     def since_last_step_s(self) -> float | None:
