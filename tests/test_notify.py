@@ -24,9 +24,16 @@ def _titles(messages):
     return [m["title"] for m in messages]
 
 
-@pytest.fixture(scope="module")
-def o():
+@pytest.fixture(scope="session")
+def overnight_runs():
+    # Session scope under one name in every module: tests/conftest.py then keeps them in one xdist worker,
+    # and overnight() builds the runs once per process.
     return overnight()
+
+
+@pytest.fixture
+def o(overnight_runs):
+    return overnight_runs
 
 
 @pytest.mark.slow
@@ -88,6 +95,17 @@ def test_nan_loss_stops_with_a_checkpoint_of_the_last_good_step_and_one_failed_m
     got = o.good.for_run(run.name)
     assert _titles(got) == [f"tunetop: {run.name} failed (NaN/inf loss)"]
     assert [h["TUNETOP_EVENT"] for h in o.hooks(run)] == ["failed"]
+
+
+@pytest.mark.slow
+def test_on_nan_warn_notifies_once_and_trains_on(o):
+    run = o.runs["nan_warn"]
+    evs = _events(run)
+    warnings = [e for e in evs if e.get("code") == "nan_loss"]
+    assert len(warnings) == 1 and warnings[0]["level"] == "warning" and warnings[0]["step"] == 2
+    assert rundir.read_state(run).status == "completed" and max(e["step"] for e in evs if e["type"] == "step") == 4
+    assert _titles(o.good.for_run(run.name)) == [f"tunetop: {run.name} NaN/inf loss", f"tunetop: {run.name} completed"]
+    assert [h["TUNETOP_EVENT"] for h in o.hooks(run)] == ["nan", "completed"]
 
 
 @pytest.mark.slow
@@ -195,3 +213,19 @@ def test_profile_notify_section_overrides_config_but_cannot_hold_urls(home, tmp_
     with pytest.raises(ProfileError) as info:
         load(make_profile("u", {"notify": {"urls": ["ntfy://t"]}}))
     assert "notify.urls: unknown key" in str(info.value)
+
+
+def test_notify_command_sends_a_test_message_and_names_the_channel_that_failed(home, tmp_path):
+    from .overnight_runs import Endpoint
+    good = Endpoint()
+    try:
+        conf = tmp_path / "config" / "tunetop"
+        conf.mkdir(parents=True)
+        (conf / "config.toml").write_text(f'[notify]\nurls = ["{good.url("t")}", "json://127.0.0.1:1/"]\n'
+                                          "timeout_s = 3\n")
+        out = run_cli("notify")
+        assert [m["title"] for m in good.received] == ["tunetop: test notification"]
+        assert out.returncode == 2 and "sent to json://***" in out.stdout
+        assert "1 channel(s) did not take the test message" in out.stderr and "127.0.0.1:1" not in out.stderr
+    finally:
+        good.close()

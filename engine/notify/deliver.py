@@ -33,7 +33,6 @@ class Notifier:
         self.rules.prime(history or [])
         self.sent: list[tuple[str, str]] = []          # (event, channel) delivered: for tests and the log
         self._queue: queue.Queue = queue.Queue()
-        self._busy = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunetop-notify", daemon=True)
         self._thread.start()
         _quiet_apprise()
@@ -51,7 +50,8 @@ class Notifier:
     def flush(self) -> None:
         """Wait for queued notices (each channel at most timeout_s), bounded by FLUSH_CAP_S."""
         deadline = time.monotonic() + min(FLUSH_CAP_S, self.cfg.timeout_s * (self._queue.qsize() + 2) + 1)
-        while (not self._queue.empty() or self._busy.is_set()) and time.monotonic() < deadline:
+        # unfinished_tasks counts a notice from put() until its delivery is over (no window between get and work).
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.05)
 
     # -- the delivery thread ----------------------------------------------------------------------------
@@ -59,14 +59,12 @@ class Notifier:
     def _loop(self) -> None:
         while True:
             notice = self._queue.get()
-            self._busy.set()
             try:
                 self._deliver(notice)
             except Exception as exc:  # noqa: BLE001 - keep delivering the next ones
                 self._warn(f"notification ({notice.event}) could not be prepared: {type(exc).__name__}: {exc}")
             finally:
-                if self._queue.empty():
-                    self._busy.clear()
+                self._queue.task_done()
 
     def _deliver(self, notice: Notice) -> None:
         attach = self._report(notice) if notice.event in ("completed", "failed", "stopped") else None

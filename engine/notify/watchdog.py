@@ -4,7 +4,8 @@ A stall is recorded in the run directory as a `log` warning with code "stalled",
 the dashboard both turn into a message. The threshold is the readers' own (see the team contract and
 RunState): no step, eval or checkpoint event for longer than max(TUNETOP_STALL_MIN_S, default 120 s,
 10 x the median step time), counted from the first step of each segment (loading and the first step may
-take minutes). It fires once per stall and re-arms when steps come back.
+take minutes); until three step times are known it waits five times the floor. It fires once per stall and
+re-arms when steps come back.
 
 What it cannot see, said plainly: a process that is gone (kill -9, the OOM killer, a power cut) sends
 nothing; the dashboard and `tunetop ls` show such a run as "interrupted". An engine whose main thread
@@ -21,11 +22,15 @@ from collections import deque
 ACTIVITY = ("start", "step", "eval", "checkpoint")
 
 
-def stall_min_s() -> float:
+def _env_float(name: str, default: float) -> float:
     try:
-        return float(os.environ.get("TUNETOP_STALL_MIN_S", "120"))
+        return float(os.environ.get(name, default))
     except ValueError:
-        return 120.0
+        return default
+
+
+def stall_min_s() -> float:
+    return _env_float("TUNETOP_STALL_MIN_S", 120.0)
 
 
 class StallWatchdog:
@@ -33,6 +38,8 @@ class StallWatchdog:
         self.writer = writer
         self.check_every_s = check_every_s
         self.min_s = stall_min_s()
+        # TUNETOP_STALL_FACTOR (default 10): how many median step times without progress count as a stall.
+        self.factor = _env_float("TUNETOP_STALL_FACTOR", 10.0)
         self._last = time.monotonic()
         self._last_step_t: float | None = None
         self._step: int | None = None
@@ -66,8 +73,10 @@ class StallWatchdog:
         self._last = now
 
     def threshold(self) -> float:
-        median = statistics.median(self._times) if self._times else 0.0
-        return max(self.min_s, 10 * median)
+        if len(self._times) < 3:
+            # No step time to compare with yet (warm-up, a first backoff): five times the floor.
+            return max(5 * self.min_s, self.factor * max(self._times, default=0.0))
+        return max(self.min_s, self.factor * statistics.median(self._times))
 
     def close(self) -> None:
         self._stop.set()

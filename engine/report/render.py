@@ -72,7 +72,7 @@ def facts(s: RunSummary) -> list[tuple[str, str]]:
             ("final loss", _fmt(s.final_loss)),
             ("eval loss", _fmt(s.final_eval_loss) + (f" (best {_fmt(s.best_eval.value)} at step {s.best_eval.step})"
                                                       if s.best_eval and len(s.eval_loss) > 1 else "")),
-            ("learning rate", f"{_fmt(s.lr[0].value)} -> {_fmt(s.lr[-1].value)}" if s.lr else "-"),
+            ("learning rate", f"peak {_fmt(max(p.value for p in s.lr))}, last {_fmt(s.lr[-1].value)}" if s.lr else "-"),
             ("grad norm", f"last {_fmt(s.grad_norm[-1].value)}, max {_fmt(max(p.value for p in s.grad_norm))}"
              if s.grad_norm else "-"),
             ("batch", f"micro-batch {s.micro_batch or '?'} x accumulation {s.grad_accum or '?'}"
