@@ -1,66 +1,26 @@
-"""model_parallel's device map, computed the way transformers computes it at load: accelerate's
-get_balanced_memory and infer_auto_device_map (device_map="balanced") over the model instantiated on the meta device (no memory, no weights), with a
-budget per GPU. QLoRA's Linear weights are sized as 4-bit (accelerate's CustomDtype.INT4, which is what
-transformers' bitsandbytes quantizer asks for), embeddings, norms and lm_head as 16-bit.
-
-Heavy (torch, transformers, accelerate): the CLI runs it in a subprocess,
-
-    python -m engine.distributed.device_map CONFIG_JSON_PATH METHOD BUDGET_BYTES [BUDGET_BYTES ...]
-
-which prints {"layers": [[first, last] per GPU], "map": {module: device}} as JSON.
-"""
+"""model_parallel's device map from accelerate on the meta-device model, asked of a subprocess
+(engine/train/device_map.py does the work; it needs torch, transformers and accelerate, which the CLI and
+the dashboard never import)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-
-def infer(config: dict, method: str, budgets: list[int]) -> dict:
-    import torch
-    from accelerate import infer_auto_device_map, init_empty_weights
-    from accelerate.utils import CustomDtype, get_balanced_memory
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    cfg = AutoConfig.for_model(**config)
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(cfg)
-    dtype = CustomDtype.INT4 if method == "qlora" else torch.bfloat16
-    # Only decoder Linears are quantized: everything else stays 16-bit.
-    special = {} if method != "qlora" else {
-        name: torch.bfloat16 for name, p in model.named_parameters() if ".layers." not in name or "norm" in name}
-    no_split = list(model._no_split_modules or [])
-    # device_map="balanced" (what the engine asks for): even budgets first, as transformers does at load.
-    balanced = get_balanced_memory(model, max_memory={i: b for i, b in enumerate(budgets)},
-                                   no_split_module_classes=no_split, dtype=dtype, special_dtypes=special)
-    device_map = infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=no_split,
-                                       dtype=dtype, special_dtypes=special)
-    layers: dict = {}
-    for name, device in device_map.items():
-        parts = name.split(".")
-        if "layers" in parts and parts[parts.index("layers") + 1].isdigit():
-            layers.setdefault(device, []).append(int(parts[parts.index("layers") + 1]))
-    ranges = [[min(v), max(v)] for _, v in sorted(((d, v) for d, v in layers.items() if isinstance(d, int)))]
-    return {"layers": ranges, "map": {k: v for k, v in device_map.items()}}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def infer_in_subprocess(config: dict, method: str, budgets: list[int], timeout: float = 300) -> dict | None:
-    """The same in a child process (callers stay torch-free); None when it fails (the balanced split stands)."""
-    import tempfile
+    """{"layers": [[first, last] per GPU], "map": {...}}, or None when it fails (the even split stands)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     try:
-        out = subprocess.run([sys.executable, "-m", "engine.distributed.device_map", f.name, method,
-                              *map(str, budgets)], capture_output=True, text=True, timeout=timeout,
-                             cwd=Path(__file__).resolve().parents[2])
+        out = subprocess.run([sys.executable, "-m", "engine.train.device_map", f.name, method, *map(str, budgets)],
+                             capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else None
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return None
     finally:
         Path(f.name).unlink(missing_ok=True)
-
-
-if __name__ == "__main__":
-    path, method, *budgets = sys.argv[1:]
-    print(json.dumps(infer(json.loads(Path(path).read_text()), method, [int(b) for b in budgets])))
