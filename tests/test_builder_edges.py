@@ -75,3 +75,12 @@ def test_estimate_waits_for_a_valid_micro_batch_and_launch_says_what_this_machin
         await pilot.press("n")
         assert await wait_for(pilot, lambda: builder(app) is app.screen, 5)
     drive(app, (120, 40), scenario)
+
+
+def test_table_fields_read_and_write_toml_inline_tables():
+    # data.columns is a table: the form shows it as the file spells it and reads back what is typed.
+    from tuiapp.builder.fieldtext import from_text, to_text
+    for value in ({}, {"prompt": "question", "completion": "answer"}):
+        assert from_text(to_text(value, "table"), "table") == value
+    assert from_text("", "table") == {}
+    assert from_text("{ prompt = ", "table") == "{ prompt ="    # left for the validator to name

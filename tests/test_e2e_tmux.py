@@ -142,8 +142,13 @@ def test_builder_takes_key_bursts_in_order_in_a_real_terminal(tmp_path):
         tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"xyz")
         wait_for(lambda: _field(tmux.screen("b"), "revision") == "xyz", 30,
                  what=f"xyz in revision (screen: {_field(tmux.screen('b'), 'revision')!r})")
-        # A number field 23 fields further down, reached by tab inside the burst.
-        tmux("send-keys", "-t", "b", *["Tab"] * 23, "End", "C-u", *"0.003")
+        # A number field further down (demo is a LoRA profile), reached by tab inside the burst.
+        from engine.profile.schema import SECTIONS
+        from tuiapp.builder.form import TOP, fields_of
+        shown = [k for sec in (TOP, *SECTIONS) for k, meta in fields_of(sec)
+                 if not meta["methods"] or "lora" in meta["methods"]]
+        tabs = shown.index("learning_rate") - shown.index("revision")
+        tmux("send-keys", "-t", "b", *["Tab"] * tabs, "End", "C-u", *"0.003")
         wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.003", 30, what="0.003 in learning_rate")
         tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"0.01")
         wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.01", 30,

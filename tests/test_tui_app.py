@@ -1,6 +1,7 @@
 """Pilot tests of the dashboard with made-up run folders and scripted GPU sources (fast; no engine)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_panels_render_with_two_gpus(root, size):
         assert "CPU" in text and "RAM" in text and "swap" in text and "disk" in text
         assert "5.6" in text                          # last loss 6.0 - 0.40
         assert "eval" in text and "batch 8×2 = 16" in text
+        assert "now " not in text and "avg 1.00 step/s" in text   # a finished run has no speed "now"
         assert "⣀" in text or "⠉" in text or any(0x2800 < ord(c) <= 0x28FF for c in text)   # the chart drew
         if size == (120, 40):
             assert "4242 python 60.0 GiB" in text      # processes fit on a large screen
@@ -355,3 +357,28 @@ def test_loss_chart_zooms_to_the_recent_steps_and_takes_a_log_scale(root):
         assert top_label() > 40
         assert "?" not in app.chart.subtitle()
     drive(app, (120, 40), scenario)
+
+
+def test_the_runs_table_row_moves_with_the_run_panel(root):
+    t0 = time.time() - 6
+    run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=t0))
+    engine = fake_engine(run)
+    try:
+        app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+
+        def row() -> str:
+            return next((line for line in screen_text(app).splitlines() if "20250101-000000-live" in line
+                         and "run " not in line), "")
+
+        async def scenario(pilot):
+            await wait_text(pilot, "step 5/40")
+            for step in range(6, 12):
+                with open(run / rundir.EVENTS, "a") as f:
+                    f.write(json.dumps(ev("step", time.time(), step=step, total_steps=40, loss=5.0, tokens_seen=step * 100)) + "\n")
+                await wait_text(pilot, f"step {step}/40")
+                # The table used to lag the panel by up to 5 s (77 steps against 162 in one report).
+                assert f"{step}/40" in row(), row()
+        drive(app, (120, 40), scenario)
+    finally:
+        engine.kill()
+        engine.wait()

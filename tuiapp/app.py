@@ -42,6 +42,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
     TITLE = "tunetop"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [*keys.DASHBOARD, *HistoryActions.BINDINGS]   # + space, c, / (history_actions.py)
+    DASHBOARD_ACTIONS = frozenset(b.action for b in BINDINGS)   # off on the builder and the log viewer
 
     def __init__(self, gpu_source: GpuSource | None = None, runs_root: Path | None = None,
                  device_interval: float = 1.0, process_interval: float = 2.0, poll_interval: float = 0.5,
@@ -282,7 +283,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         # The dashboard's keys act on the run in focus: on the builder or the log viewer they do nothing, so
         # they are off there (and off their footer); those screens and the dialogs bind q and escape to going
         # back (the builder asks first when there are unsaved edits).
-        if action in keys.DASHBOARD_ACTIONS or action == "quit":
+        if action in self.DASHBOARD_ACTIONS:
             return self.screen is self.screen_stack[0]
         return True
 

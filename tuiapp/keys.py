@@ -24,8 +24,6 @@ DASHBOARD = [
     Binding("question_mark", "help", "Help", key_display="?", tooltip="help: every key"),
     Binding("q", "quit", "Quit", tooltip="quit the dashboard: runs keep training; `tunetop` reattaches"),
 ]
-# The dashboard's actions, which mean nothing on the builder or the log viewer (hidden from their footer).
-DASHBOARD_ACTIONS = frozenset(b.action for b in DASHBOARD) - {"quit"}
 
 RUNS_TABLE = [Binding("enter", "select_cursor", "Focus", show=False, tooltip="focus the selected run")]
 
