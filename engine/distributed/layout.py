@@ -59,7 +59,8 @@ class Layout:
         where = (f"GPUs {','.join(map(str, self.gpus))}" if self.gpus else f"{self.processes} CPU processes (gloo)")
         nodes = f" x {self.nnodes} machines (this is node {self.node_rank})" if self.nnodes > 1 else ""
         if self.strategy == "model_parallel":
-            return f"model_parallel: one process, layers split over {where}"
+            return (f"model_parallel: one process, layers split over {where} (`tunetop estimate PROFILE --gpus "
+                    f"{len(self.gpus)} --strategy model_parallel` shows which layers go where)")
         return f"{self.strategy}: world size {self.world_size}, {where}{nodes}"
 
     def to_event(self) -> dict:
