@@ -16,6 +16,9 @@ else:  # pragma: no cover
 
 
 def to_text(value, kind: str) -> str:
+    if isinstance(value, dict):
+        # A TOML inline table ({ prompt = "question", response = "answer" }), as the file would hold it.
+        return "{" + ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         # The TOML array spelling (also what the hint shows), so a one-item list stays a list.
         return json.dumps(value, ensure_ascii=False)
@@ -40,6 +43,13 @@ def from_text(text: str, kind: str):
         except ValueError:
             return raw
         return number if math.isfinite(number) else raw   # nan and inf would slip past min/max
+    if kind == "table":
+        if not raw:
+            return {}
+        try:
+            return tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            return raw           # check_field names what a table should look like
     if kind == "str_or_list" and raw.startswith("["):
         try:
             return tomllib.loads(f"v = {raw}")["v"]
