@@ -51,12 +51,20 @@ def assistant_spans(tokenizer, messages: list[dict], tools=None, renderer: ChatR
 
 
 def mask_for(offsets, spans) -> list[int]:
-    """1 for each token whose characters overlap a trained span (spans sorted, non-overlapping)."""
-    mask, j = [], 0
-    for s, e in offsets:
-        while j < len(spans) and spans[j][1] <= s:
-            j += 1
-        mask.append(int(j < len(spans) and spans[j][0] < e and e > s))
+    """1 for each token whose characters overlap a trained span (spans sorted, non-overlapping).
+    Offsets are sorted, so each span's tokens are found by bisection (a few spans, many tokens)."""
+    from bisect import bisect_left, bisect_right
+    mask = [0] * len(offsets)
+    if not spans or not offsets:
+        return mask
+    ends = [e for _, e in offsets]
+    starts = [s for s, _ in offsets]
+    for a, b in spans:
+        lo = bisect_right(ends, a)          # first token ending after the span starts
+        hi = bisect_left(starts, b)         # first token starting at or after the span's end
+        for k in range(lo, hi):
+            if ends[k] > starts[k]:         # zero-width tokens are never trained
+                mask[k] = 1
     return mask
 
 
