@@ -28,7 +28,7 @@ from pathlib import Path
 
 from engine import events, rundir
 
-from .conftest import merged, run_cli, toml_text, wait_for
+from .helpers import merged, run_cli, toml_text, wait_until
 
 HANG_TIMEOUT_S = 6.0
 
@@ -153,12 +153,12 @@ def _make() -> Overnight:
         o.runs[name] = _newest(root, name)
 
     stopped = o.runs["stopped"]
-    wait_for(lambda: any(e["type"] == "step" for e in events.read_all(stopped / "events.jsonl")), timeout=300,
+    wait_until(lambda: any(e["type"] == "step" for e in events.read_all(stopped / "events.jsonl")), timeout=300,
              what="the stopped run's first step")
     os.kill(rundir.alive_pid(stopped), signal.SIGTERM)
     for name, run_dir in o.runs.items():
         # The end event, then the process gone (it delivers the last notices before it exits).
-        wait_for(lambda: any(e["type"] == "end" for e in events.read_all(run_dir / "events.jsonl"))
+        wait_until(lambda: any(e["type"] == "end" for e in events.read_all(run_dir / "events.jsonl"))
                  and rundir.alive_pid(run_dir) is None, timeout=400, interval=0.2, what=f"run {name} to exit")
     return o
 

@@ -8,7 +8,8 @@ from tuiapp.builder import RunBuilderScreen
 from tuiapp.components.confirm import ConfirmScreen
 
 from .builder_helpers import BuilderHost, builder, editor, type_into
-from .tui_helpers import drive, screen_text, wait_for, wait_text
+from .helpers import await_until
+from .tui_helpers import drive, screen_text, wait_text
 
 
 def footer_line(app) -> str:
@@ -21,7 +22,7 @@ def test_q_in_the_builder_goes_back_asking_first_and_the_footer_has_only_builder
     async def scenario(pilot):
         await wait_text(pilot, "runs (0)")
         await pilot.press("n")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, RunBuilderScreen), 20)
+        assert await await_until(pilot, lambda: isinstance(app.screen, RunBuilderScreen), 20)
         await wait_text(pilot, "run builder")
         footer = footer_line(app)
         for key in ("Save", "Launch", "Help", "Back"):
@@ -31,11 +32,11 @@ def test_q_in_the_builder_goes_back_asking_first_and_the_footer_has_only_builder
 
         # Nothing edited: q goes back to the dashboard (it used to quit the whole app).
         await pilot.press("q")
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, RunBuilderScreen), 5)
+        assert await await_until(pilot, lambda: not isinstance(app.screen, RunBuilderScreen), 5)
         assert app.is_running and "Stop" in footer_line(app)
 
         await pilot.press("n")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, RunBuilderScreen), 20)
+        assert await await_until(pilot, lambda: isinstance(app.screen, RunBuilderScreen), 20)
         await type_into(pilot, "training", "max_steps", "41q")     # q in a text field is a letter
         assert editor(app, "training", "max_steps").value == "41q"
         editor(app, "model", "trust_remote_code").focus()
@@ -48,7 +49,7 @@ def test_q_in_the_builder_goes_back_asking_first_and_the_footer_has_only_builder
         await pilot.press("q")
         await wait_text(pilot, "unsaved edits are lost")
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, (RunBuilderScreen, ConfirmScreen)), 5)
+        assert await await_until(pilot, lambda: not isinstance(app.screen, (RunBuilderScreen, ConfirmScreen)), 5)
         assert app.is_running
     drive(app, (80, 24), scenario)
 
@@ -68,12 +69,12 @@ def test_estimate_waits_for_a_valid_micro_batch_and_launch_says_what_this_machin
         await wait_text(pilot, "micro-batch 2 × accumulation")
 
         await pilot.press("ctrl+r")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20)
+        assert await await_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20)
         text = await wait_text(pilot, "this machine: no NVIDIA GPU, so the CPU in fp32")
         assert "not this machine" in text               # the card's verdict is for planning only
         assert app.focused.id == "yes"                  # launching is harmless: enter launches
         await pilot.press("n")
-        assert await wait_for(pilot, lambda: builder(app) is app.screen, 5)
+        assert await await_until(pilot, lambda: builder(app) is app.screen, 5)
     drive(app, (120, 40), scenario)
 
 

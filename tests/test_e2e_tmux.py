@@ -16,7 +16,7 @@ import pytest
 
 from engine import rundir
 
-from .conftest import wait_for
+from .helpers import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -64,7 +64,7 @@ def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile
     run_dir = None
     try:
         first = tmux.start_dashboard("first")
-        wait_for(lambda: "runs (0)" in tmux.screen("first"), 60, what="the dashboard's first frame")
+        wait_until(lambda: "runs (0)" in tmux.screen("first"), 60, what="the dashboard's first frame")
 
         out = subprocess.run([TUNETOP, "run", str(profile), "-d"], capture_output=True, text=True, timeout=60,
                              env={**os.environ, **env})
@@ -73,24 +73,24 @@ def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile
         run_dir = tmp_path / "home" / "runs" / run_id
 
         # It shows up on its own, running, and its step count moves on screen.
-        wait_for(lambda: run_id in tmux.screen("first") and "running" in tmux.screen("first"), 120,
+        wait_until(lambda: run_id in tmux.screen("first") and "running" in tmux.screen("first"), 120,
                  what="the run on screen")
-        wait_for(lambda: _step(tmux.screen("first"), run_id) >= 2, 300, what="progress on screen")
+        wait_until(lambda: _step(tmux.screen("first"), run_id) >= 2, 300, what="progress on screen")
         seen_before = _step(tmux.screen("first"), run_id)
 
         # The SSH drop: the terminal and everything attached to it go away.
         tmux.kill_server()
-        wait_for(lambda: not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE,
+        wait_until(lambda: not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE,
                  30, what="the first dashboard to exit")
         assert rundir.alive_pid(run_dir) is not None, "the engine died with the terminal"
         grew_from = (run_dir / rundir.EVENTS).stat().st_size
-        wait_for(lambda: (run_dir / rundir.EVENTS).stat().st_size > grew_from, 120, what="training to go on")
+        wait_until(lambda: (run_dir / rundir.EVENTS).stat().st_size > grew_from, 120, what="training to go on")
 
         # A new terminal, a new tunetop: the same run, live, with its earlier history.
         tmux.start_dashboard("second")
-        wait_for(lambda: run_id in tmux.screen("second") and "running" in tmux.screen("second"), 60,
+        wait_until(lambda: run_id in tmux.screen("second") and "running" in tmux.screen("second"), 60,
                  what="the run after reattaching")
-        wait_for(lambda: _step(tmux.screen("second"), run_id) > seen_before, 300, what="progress after reattach")
+        wait_until(lambda: _step(tmux.screen("second"), run_id) > seen_before, 300, what="progress after reattach")
         text = tmux.screen("second")
         assert any(0x2800 < ord(c) <= 0x28FF for c in text), "the loss chart (history) is not drawn:\n" + text
         assert "step 0 … 20000" in text
@@ -100,10 +100,10 @@ def test_runs_survive_the_terminal_and_tunetop_reattaches(tmp_path, make_profile
         tmux("set-option", "-t", "second", "remain-on-exit", "on")
         tmux("send-keys", "-t", "second", "q")
         try:
-            wait_for(lambda: "1 run still training" in tmux.screen("second"), 30, what="the quit note")
+            wait_until(lambda: "1 run still training" in tmux.screen("second"), 30, what="the quit note")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the terminal shows:\n{tmux.screen('second')}") from None
-        wait_for(lambda: not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE,
+        wait_until(lambda: not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE,
                  10, what="the dashboard to exit after q")
         assert rundir.alive_pid(run_dir) is not None
     finally:
@@ -133,14 +133,14 @@ def test_builder_takes_key_bursts_in_order_in_a_real_terminal(tmp_path):
     tmux = Tmux(env)
     try:
         tmux.start_dashboard("b")
-        wait_for(lambda: "runs (0)" in tmux.screen("b"), 60, what="the dashboard's first frame")
+        wait_until(lambda: "runs (0)" in tmux.screen("b"), 60, what="the dashboard's first frame")
         tmux("send-keys", "-t", "b", "n")
-        wait_for(lambda: _field(tmux.screen("b"), "revision") == "main", 60, what="the builder")
+        wait_until(lambda: _field(tmux.screen("b"), "revision") == "main", 60, what="the builder")
         # A text field: tab to it, clear it and type, all in one burst; then edit it in another.
         tmux("send-keys", "-t", "b", "Tab", "Tab", "Tab", "End", "C-u", *"v1.23")
-        wait_for(lambda: _field(tmux.screen("b"), "revision") == "v1.23", 30, what="v1.23 in revision")
+        wait_until(lambda: _field(tmux.screen("b"), "revision") == "v1.23", 30, what="v1.23 in revision")
         tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"xyz")
-        wait_for(lambda: _field(tmux.screen("b"), "revision") == "xyz", 30,
+        wait_until(lambda: _field(tmux.screen("b"), "revision") == "xyz", 30,
                  what=f"xyz in revision (screen: {_field(tmux.screen('b'), 'revision')!r})")
         # A number field further down (demo is a LoRA profile), reached by tab inside the burst.
         from engine.profile.schema import SECTIONS
@@ -149,9 +149,9 @@ def test_builder_takes_key_bursts_in_order_in_a_real_terminal(tmp_path):
                  if not meta["methods"] or "lora" in meta["methods"]]
         tabs = shown.index("learning_rate") - shown.index("revision")
         tmux("send-keys", "-t", "b", *["Tab"] * tabs, "End", "C-u", *"0.003")
-        wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.003", 30, what="0.003 in learning_rate")
+        wait_until(lambda: _field(tmux.screen("b"), "learning_rate") == "0.003", 30, what="0.003 in learning_rate")
         tmux("send-keys", "-t", "b", "End", *["BSpace"] * 5, *"0.01")
-        wait_for(lambda: _field(tmux.screen("b"), "learning_rate") == "0.01", 30,
+        wait_until(lambda: _field(tmux.screen("b"), "learning_rate") == "0.01", 30,
                  what=f"0.01 in learning_rate (screen: {_field(tmux.screen('b'), 'learning_rate')!r})")
     finally:
         tmux.kill_server()

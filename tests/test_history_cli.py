@@ -88,5 +88,5 @@ def test_rm_deletes_a_finished_run_after_asking(o, copies):
 
 
 def _cli(o, env, *args):
-    from .conftest import run_cli
+    from .helpers import run_cli
     return run_cli(*args, env=env)

@@ -12,7 +12,7 @@ from engine import events, rundir, userconfig
 from engine.notify import Rules
 from engine.userconfig import ConfigError
 
-from .conftest import run_cli
+from .helpers import run_cli
 from .overnight_runs import HANG_TIMEOUT_S, overnight
 
 

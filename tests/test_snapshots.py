@@ -28,7 +28,8 @@ from engine.telemetry import GpuInfo, HostInfo, ProcInfo, ScriptedSource
 from tuiapp.app import TunetopApp
 
 from .builder_helpers import BuilderHost
-from .tui_helpers import GIB, ROOT, demo_events, drive, ev, fake_engine, make_run, screen_text, wait_for, wait_text
+from .helpers import await_until
+from .tui_helpers import GIB, ROOT, demo_events, drive, ev, fake_engine, make_run, screen_text, wait_text
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("TUNETOP_UPDATE_SNAPSHOTS") == "1"
@@ -129,7 +130,7 @@ def test_dashboard_during_a_run(frozen):
 
         async def scenario(pilot):
             await wait_text(pilot, "▶ running", "checkpoint at step 150", "4242 python", "812.0 GiB free")
-            await wait_for(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
+            await await_until(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
             compare("dashboard-120x40", await settled(pilot), app)
             await pilot.resize_terminal(80, 24)
             await wait_text(pilot, "▶ running")

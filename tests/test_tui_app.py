@@ -9,8 +9,9 @@ import threading
 import time
 
 import pytest
-from .tui_helpers import (GIB, HEAVY, ROOT, demo_events, drive, ev, fake_engine, make_run, screen_text, two_gpus,
-                         wait_for, wait_text)
+
+from .helpers import await_until
+from .tui_helpers import GIB, HEAVY, ROOT, demo_events, drive, ev, make_run, screen_text, two_gpus, wait_text
 
 from engine import rundir
 from engine.telemetry import ProcInfo, ScriptedSource
@@ -36,7 +37,7 @@ def test_panels_render_with_two_gpus(root, size):
         await wait_text(pilot, "NVIDIA H100 80GB HBM3", "NVIDIA A100", "62.0/80.0 GiB", "3.0/40.0 GiB",
                         "97%", "71°C", "312/700 W", "completed", "20250101-000000-demo", "40/40",
                         "batch 8×2 = 16", "5.6")
-        await wait_for(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
+        await await_until(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
         text = screen_text(app)
         assert "n/a" in text                          # the A100's utilisation and power are unknown
         assert "CPU" in text and "RAM" in text and "swap" in text and "disk" in text
@@ -69,22 +70,18 @@ def test_no_driver_with_real_nvml_says_so(root):
     drive(app, (80, 24), scenario)
 
 
-def test_engine_processes_are_marked_with_their_run(root):
+def test_engine_processes_are_marked_with_their_run(root, fake_engine):
     run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
-    try:
-        src = two_gpus({0: [ProcInfo(engine.pid, 12 * GIB, "python"), ProcInfo(999, GIB, "Xorg")]})
-        app = TunetopApp(gpu_source=src, runs_root=root, process_interval=0.2)
+    src = two_gpus({0: [ProcInfo(engine.pid, 12 * GIB, "python"), ProcInfo(999, GIB, "Xorg")]})
+    app = TunetopApp(gpu_source=src, runs_root=root, process_interval=0.2)
 
-        async def scenario(pilot):
-            text = await wait_text(pilot, "tunetop 20250101-000000-live", "running")
-            assert "999 Xorg" in text
-            # ETA from the events' own timestamps (1 step/s, 35 steps to go), right after attaching.
-            assert "ETA 0:35" in text and "now 1.00 step/s" in text
-        drive(app, (120, 40), scenario)
-    finally:
-        engine.kill()
-        engine.wait()
+    async def scenario(pilot):
+        text = await wait_text(pilot, "tunetop 20250101-000000-live", "running")
+        assert "999 Xorg" in text
+        # ETA from the events' own timestamps (1 step/s, 35 steps to go), right after attaching.
+        assert "ETA 0:35" in text and "now 1.00 step/s" in text
+    drive(app, (120, 40), scenario)
 
 
 def test_gpu_that_vanishes_mid_session(root):
@@ -131,10 +128,10 @@ def test_bad_run_folders_are_shown_with_what_is_wrong(root):
         app.query_one("#table").select_run("20250101-000005-future")
         await wait_text(pilot, "telepathy")
         await pilot.press("r")                          # resume a run without run.toml: refused, said why
-        await wait_for(pilot, lambda: False, timeout=0.2)
+        await await_until(pilot, lambda: False, timeout=0.2)
         app.query_one("#table").select_run("20250101-000004-notoml")
         await pilot.press("r")
-        await wait_for(pilot, lambda: any("cannot be resumed" in str(n.message) for n in app._notifications), 5)
+        await await_until(pilot, lambda: any("cannot be resumed" in str(n.message) for n in app._notifications), 5)
     drive(app, (120, 40), scenario)
 
 
@@ -149,59 +146,51 @@ def test_unreadable_runs_root_is_reported_in_the_runs_panel(tmp_path):
     drive(app, (80, 24), scenario)
 
 
-def test_help_palette_and_quit_leaves_runs_alone(root):
+def test_help_palette_and_quit_leaves_runs_alone(root, fake_engine):
     run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
-    try:
-        app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+    app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
 
-        async def scenario(pilot):
-            await wait_text(pilot, "running")
-            await pilot.press("question_mark")
-            assert isinstance(app.screen, HelpScreen)
-            text = screen_text(app)
-            for key in ("ctrl+p", "stop the run", "resume", "delete", "launch a saved profile", "quit"):
-                assert key in text
-            await pilot.press("escape")
-            titles = [c.title for c in app.get_system_commands(app.screen)]
-            for title in ("Stop run", "Resume run", "Open run log", "Delete run", "New run", "Launch profile"):
-                assert title in titles
-            await pilot.press("ctrl+p")
-            await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette", 5)
-            await pilot.press(*"stop run")
-            await pilot.pause(0.5)
-            await pilot.press("enter")                   # the palette runs the same action as s
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
-            await pilot.press("n")
-            await pilot.press("q")
-        drive(app, (80, 24), scenario)
-        assert app.exit_note and "1 run still training" in app.exit_note
-        assert engine.poll() is None                     # quitting never stops a run
-    finally:
-        engine.kill()
-        engine.wait()
+    async def scenario(pilot):
+        await wait_text(pilot, "running")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for key in ("ctrl+p", "stop the run", "resume", "delete", "launch a saved profile", "quit"):
+            assert key in text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Stop run", "Resume run", "Open run log", "Delete run", "New run", "Launch profile"):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await await_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", 5)
+        await pilot.press(*"stop run")
+        await pilot.pause(0.5)
+        await pilot.press("enter")                   # the palette runs the same action as s
+        assert await await_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+        await pilot.press("n")
+        await pilot.press("q")
+    drive(app, (80, 24), scenario)
+    assert app.exit_note and "1 run still training" in app.exit_note
+    assert engine.poll() is None                     # quitting never stops a run
 
 
-def test_stop_asks_first_and_delete_refuses_an_active_run(root):
+def test_stop_asks_first_and_delete_refuses_an_active_run(root, fake_engine):
     run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=time.time() - 6))
     engine = fake_engine(run)
-    try:
-        app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+    app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
 
-        async def scenario(pilot):
-            await wait_text(pilot, "running")
-            await pilot.press("d")
-            await wait_for(pilot, lambda: any("still running" in str(n.message) for n in app._notifications), 5)
-            assert not isinstance(app.screen, ConfirmScreen)
-            await pilot.press("s")
-            assert isinstance(app.screen, ConfirmScreen)
-            await pilot.press("n")                       # cancelled: nothing sent
-            await pilot.pause(0.3)
-            assert engine.poll() is None
-        drive(app, (80, 24), scenario)
-    finally:
-        engine.kill()
-        engine.wait()
+    async def scenario(pilot):
+        await wait_text(pilot, "running")
+        await pilot.press("d")
+        await await_until(pilot, lambda: any("still running" in str(n.message) for n in app._notifications), 5)
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")                       # cancelled: nothing sent
+        await pilot.pause(0.3)
+        assert engine.poll() is None
+    drive(app, (80, 24), scenario)
 
 
 def test_delete_a_finished_run_after_confirmation(root):
@@ -216,7 +205,7 @@ def test_delete_a_finished_run_after_confirmation(root):
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("enter")                      # the default button is Cancel: enter deletes nothing
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5)
+        assert await await_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5)
         await pilot.pause(0.3)
         assert gone.exists()
         await pilot.press("d")
@@ -297,23 +286,23 @@ def test_layout_follows_the_terminal_size(root):
     drive(app, (80, 24), scenario)
 
 
-def test_hung_and_stalled_runs_show_with_their_glyph(root, monkeypatch):
+def test_hung_and_stalled_runs_show_with_their_glyph(root, monkeypatch, fake_engine):
     monkeypatch.setenv("TUNETOP_HUNG_AFTER_S", "5")
     monkeypatch.setenv("TUNETOP_STALL_MIN_S", "5")
     now = time.time()
     hung = make_run(root, "20250101-000001-hung", demo_events(steps=5, end=None, t0=now - 8))
     stalled = make_run(root, "20250101-000002-stalled", demo_events(steps=5, end=None, t0=now - 600))
-    engines = [fake_engine(hung), fake_engine(stalled)]
-    try:
-        (hung / rundir.HEARTBEAT).write_text("")
-        os.utime(hung / rundir.HEARTBEAT, (now - 120, now - 120))      # frozen: no heartbeat for 2 minutes
-        (stalled / rundir.HEARTBEAT).write_text("")                    # alive, but no step for 10 minutes
-        beating = threading.Event()
+    fake_engine(hung), fake_engine(stalled)
+    (hung / rundir.HEARTBEAT).write_text("")
+    os.utime(hung / rundir.HEARTBEAT, (now - 120, now - 120))      # frozen: no heartbeat for 2 minutes
+    (stalled / rundir.HEARTBEAT).write_text("")                    # alive, but no step for 10 minutes
+    beating = threading.Event()
 
-        def beat():                              # the stalled engine's heartbeat thread goes on
-            while not beating.wait(1.0):
-                os.utime(stalled / rundir.HEARTBEAT)
-        threading.Thread(target=beat, daemon=True).start()
+    def beat():                              # the stalled engine's heartbeat thread goes on
+        while not beating.wait(1.0):
+            os.utime(stalled / rundir.HEARTBEAT)
+    threading.Thread(target=beat, daemon=True).start()
+    try:
         app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
 
         async def scenario(pilot):
@@ -326,9 +315,6 @@ def test_hung_and_stalled_runs_show_with_their_glyph(root, monkeypatch):
         drive(app, (120, 40), scenario)
     finally:
         beating.set()
-        for e in engines:
-            e.kill()
-            e.wait()
 
 
 def test_loss_chart_zooms_to_the_recent_steps_and_takes_a_log_scale(root):
@@ -347,7 +333,7 @@ def test_loss_chart_zooms_to_the_recent_steps_and_takes_a_log_scale(root):
 
     async def scenario(pilot):
         await wait_text(pilot, "step 0 … 200")
-        await wait_for(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
+        await await_until(pilot, lambda: any(0x2800 < ord(c) <= 0x28FF for c in screen_text(app)), 20)
         assert top_label() > 40                            # the whole run: the first loss sets the scale
         await pilot.press("z")
         await wait_text(pilot, "step 160 … 200 (recent)")
@@ -359,26 +345,22 @@ def test_loss_chart_zooms_to_the_recent_steps_and_takes_a_log_scale(root):
     drive(app, (120, 40), scenario)
 
 
-def test_the_runs_table_row_moves_with_the_run_panel(root):
+def test_the_runs_table_row_moves_with_the_run_panel(root, fake_engine):
     t0 = time.time() - 6
     run = make_run(root, "20250101-000000-live", demo_events(steps=5, end=None, t0=t0))
-    engine = fake_engine(run)
-    try:
-        app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
+    fake_engine(run)
+    app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
 
-        def row() -> str:
-            return next((line for line in screen_text(app).splitlines() if "20250101-000000-live" in line
-                         and "run " not in line), "")
+    def row() -> str:
+        return next((line for line in screen_text(app).splitlines() if "20250101-000000-live" in line
+                     and "run " not in line), "")
 
-        async def scenario(pilot):
-            await wait_text(pilot, "step 5/40")
-            for step in range(6, 12):
-                with open(run / rundir.EVENTS, "a") as f:
-                    f.write(json.dumps(ev("step", time.time(), step=step, total_steps=40, loss=5.0, tokens_seen=step * 100)) + "\n")
-                await wait_text(pilot, f"step {step}/40")
-                # The table used to lag the panel by up to 5 s (77 steps against 162 in one report).
-                assert f"{step}/40" in row(), row()
-        drive(app, (120, 40), scenario)
-    finally:
-        engine.kill()
-        engine.wait()
+    async def scenario(pilot):
+        await wait_text(pilot, "step 5/40")
+        for step in range(6, 12):
+            with open(run / rundir.EVENTS, "a") as f:
+                f.write(json.dumps(ev("step", time.time(), step=step, total_steps=40, loss=5.0, tokens_seen=step * 100)) + "\n")
+            await wait_text(pilot, f"step {step}/40")
+            # The table used to lag the panel by up to 5 s (77 steps against 162 in one report).
+            assert f"{step}/40" in row(), row()
+    drive(app, (120, 40), scenario)

@@ -14,7 +14,8 @@ from tuiapp import fmt
 from tuiapp.app import TunetopApp
 from tuiapp.components.confirm import ConfirmScreen
 
-from .tui_helpers import drive, screen_text, wait_for, wait_text
+from .helpers import await_until
+from .tui_helpers import drive, screen_text, wait_text
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +38,9 @@ def test_live_run_is_followed_until_it_completes(tmp_path, home, make_profile):
         run_dir = launch.launch(profile, root)
         await wait_text(pilot, run_dir.name)
         tracker = lambda: app.registry.get(run_dir.name)   # noqa: E731
-        assert await wait_for(pilot, lambda: tracker() and tracker().view.state.step >= 1, 300), screen_text(app)
+        assert await await_until(pilot, lambda: tracker() and tracker().view.state.step >= 1, 300), screen_text(app)
         assert "running" in screen_text(app)
-        assert await wait_for(pilot, lambda: tracker().view.state.status == "completed", 400), screen_text(app)
+        assert await await_until(pilot, lambda: tracker().view.state.status == "completed", 400), screen_text(app)
         await pilot.pause(1.0)
         steps = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "step"]
         evals = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "eval"]
@@ -78,15 +79,15 @@ def test_launch_from_the_picker_then_stop_from_the_runs_table_leaves_a_resumable
         await pilot.press("L")
         await wait_text(pilot, "launch a profile", "stopme")
         await pilot.press(*["down"] * index, "enter")
-        assert await wait_for(pilot, lambda: root.is_dir() and any(root.iterdir()), 30)
+        assert await await_until(pilot, lambda: root.is_dir() and any(root.iterdir()), 30)
         run_dir = next(root.iterdir())
         tracker = lambda: app.registry.get(run_dir.name)   # noqa: E731
-        assert await wait_for(pilot, lambda: tracker() and tracker().view.state.step >= 2, 300), screen_text(app)
+        assert await await_until(pilot, lambda: tracker() and tracker().view.state.step >= 2, 300), screen_text(app)
         assert app.focus_run == run_dir.name                  # the launched run took the focus
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: tracker().view.state.status == "stopped", 300), screen_text(app)
+        assert await await_until(pilot, lambda: tracker().view.state.status == "stopped", 300), screen_text(app)
         await wait_text(pilot, "■ stopped")
         end = [e for e in read_all(run_dir / rundir.EVENTS) if e["type"] == "end"][-1]
         ckpt = rundir.last_checkpoint(run_dir)
