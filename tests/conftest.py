@@ -14,11 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .helpers import merged, toml_text  # noqa: E402
 
-# Old import paths (`from .conftest import ...`), kept until every test file imports from .helpers.
-from .helpers import ASSETS, BASE, DATA, ROOT, TINY_MODEL, run_cli, wait_until  # noqa: E402, F401
-
-wait_for = wait_until
-
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pyproject's addopts): two workers for the suite or several files (the machine the suite

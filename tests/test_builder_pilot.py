@@ -14,8 +14,8 @@ from engine.profile.schema import SECTIONS
 from tuiapp.builder.form import TOP, fields_of
 
 from .builder_helpers import UNSET, BuilderHost, builder, editor, set_by_keys
-from .conftest import DATA, TINY_MODEL
-from .tui_helpers import drive, screen_text, wait_for, wait_text
+from .helpers import await_until, DATA, TINY_MODEL
+from .tui_helpers import drive, screen_text, wait_text
 
 # A new value for every field of a LoRA profile, chosen so the run it makes is short on a CPU. Fields of
 # other methods (QLoRA's quantisation) are hidden for LoRA; test_method_switch_shows_and_hides reaches them.
@@ -31,6 +31,9 @@ NEW = {
     ("data", "eval_fraction"): "0.1",
     ("data", "max_samples"): "120",
     ("data", "seed"): "7",
+    ("data", "columns"): "{}",
+    ("data", "max_bad_fraction"): "0.2",
+    ("data", "reasoning"): "keep",
     ("method", "type"): "lora",
     ("method", "lora_r"): "4",
     ("method", "lora_alpha"): "8",
@@ -61,6 +64,7 @@ NEW = {
     ("training", "eval_steps"): "2",
     ("training", "save_steps"): "2",
     ("training", "save_total_limit"): "2",
+    ("training", "on_nan"): "stop",
     ("output", "runs_root"): "",
     ("output", "merge"): False,
     ("distributed", "gpus"): "",
@@ -81,14 +85,16 @@ EXPECTED = {
     "description": "made with keys only",
     "model": {"name_or_path": str(TINY_MODEL), "revision": "main", "trust_remote_code": False},
     "data": {"path": str(DATA / "alpaca.jsonl"), "format": "alpaca", "split": "train", "eval_split": "",
-             "eval_fraction": 0.1, "max_samples": 120, "seed": 7},
+             "eval_fraction": 0.1, "max_samples": 120, "seed": 7, "columns": {}, "max_bad_fraction": 0.2,
+             "reasoning": "keep"},
     "method": {"type": "lora", "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
                "target_modules": ["q_proj", "v_proj"], "use_dora": False, "use_rslora": True},
     "training": {"epochs": 2.0, "max_steps": 4, "micro_batch": 4, "grad_accum": 1, "effective_batch": 0,
                  "allow_shorter_seq_len": True, "grow_back_after": 5, "learning_rate": 0.005, "scheduler": "linear",
                  "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 0.5, "max_seq_len": 128,
                  "packing": False, "completion_only_loss": True, "gradient_checkpointing": True,
-                 "optimizer": "adamw_torch", "seed": 3, "precision": "auto", "logging_steps": 1, "eval_steps": 2,
+                 "optimizer": "adamw_torch", "seed": 3, "precision": "auto", "on_nan": "stop", "logging_steps": 1,
+                 "eval_steps": 2,
                  "save_steps": 2, "save_total_limit": 2},
     "output": {"runs_root": "", "merge": False},
     "distributed": {"gpus": "", "strategy": "auto", "processes": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": ""},
@@ -139,8 +145,8 @@ def test_fill_save_as_read_back_and_launch_with_keys_only(home, tmp_path):
         assert "Left out" not in text
         await pilot.press("y")
         saved = home.parent / "config" / "tunetop" / "profiles" / "keys-only.toml"
-        assert await wait_for(pilot, saved.exists, timeout=10)
-        assert await wait_for(pilot, lambda: screen.opened.path == saved and not screen.dirty, timeout=10)
+        assert await await_until(pilot, saved.exists, timeout=10)
+        assert await await_until(pilot, lambda: screen.opened.path == saved and not screen.dirty, timeout=10)
         assert "unsaved edits" not in screen_text(app)
         assert load(saved).to_dict() == EXPECTED
         assert saved.read_text().startswith("# The demo:"), "the demo's comments were kept in the copy"
@@ -149,7 +155,7 @@ def test_fill_save_as_read_back_and_launch_with_keys_only(home, tmp_path):
         await pilot.press("ctrl+r")
         await wait_text(pilot, "Launch a detached run of keys-only?")
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: app.result is not UNSET, timeout=20)
+        assert await await_until(pilot, lambda: app.result is not UNSET, timeout=20)
 
     drive(app, (100, 30), scenario)
     assert visited == [k for k in NEW]

@@ -10,7 +10,7 @@ import pytest
 
 from engine.distributed.estimate import per_gpu
 from engine.estimate import architectures, vram
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 GiB = 2**30
 CARD_24GB = 24 * GiB

@@ -80,8 +80,6 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-# The old name, until every caller says await_until (tests/helpers.py).
-wait_for = await_until
 
 
 async def wait_text(pilot, *needles: str, timeout: float = 20.0) -> str:
