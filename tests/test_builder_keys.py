@@ -32,7 +32,7 @@ def test_a_burst_of_keys_edits_each_text_field_kind_in_order(home):
             ed = editor(app, *field)
             ed.focus()
             await pilot.pause()
-            for attempt in range(3):       # the old reordering showed in every try: three must all hold
+            for attempt in range(2):       # the old reordering showed in every try (10 of 10)
                 ed.value, ed.cursor_position = start, len(start)
                 await pilot.pause()
                 burst(app, *keys)
