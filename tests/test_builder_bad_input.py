@@ -103,7 +103,9 @@ def test_unreadable_dataset_rows_are_shown_with_their_row(home, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
     bad.write_text(good + "{not json\n" + '{"messages": "oops"}\n' + good)
-    path = user_profile(home, "baddata", demo_text().replace(str(DATA / "messages.jsonl"), str(bad)))
+    # Half the rows are bad: allow that here (data.max_bad_fraction) so the preview shows them row by row.
+    text = demo_text().replace(str(DATA / "messages.jsonl"), str(bad)).replace("[data]", "[data]\nmax_bad_fraction = 0.6")
+    path = user_profile(home, "baddata", text)
     app = BuilderHost(path)
 
     async def scenario(pilot):

@@ -361,9 +361,12 @@ def test_one_gigabyte_events_file_and_log_answer_in_under_a_second(tmp_path):
     run_dir = _sparse_run(tmp_path / "home" / "runs")
     try:
         # Measured inside a fresh interpreter: the command's own time and peak memory, start-up aside.
-        probe = ("import resource, sys, time; from tuiapp.cli import main; t = time.perf_counter(); "
+        # Peak memory is VmHWM of this process image: ru_maxrss survives execve, so it would report the
+        # (large) pytest worker that forked the probe rather than the command.
+        probe = ("import re, sys, time; from tuiapp.cli import main; t = time.perf_counter(); "
                  "rc = main(sys.argv[1:]); took = time.perf_counter() - t; "
-                 "print('PROBE', rc, took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+                 "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+                 "print('PROBE', rc, took, hwm, file=sys.stderr)")
         for args, needle in ((["ls"], "completed"), (["logs", "-n", "3", run_dir.name], "log line 19"),
                              (["watch", run_dir.name], "completed")):
             out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60,

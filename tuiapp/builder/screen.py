@@ -332,7 +332,9 @@ class RunBuilderScreen(Screen[Path | None]):
                 self._ask_name(profile, "Save as a new profile named:")
 
         self.app.push_screen(ChoiceScreen(
-            f"{path} {what} since you opened it (another editor, or another tunetop).",
+            # The sentence first and the path on its own line: a long path then wraps by itself and never
+            # splits what the user has to read.
+            f"The profile {what} since you opened it (another editor, or another tunetop):\n{path}",
             [("reload", "Reload it, drop my edits", "r"), ("overwrite", "Overwrite it", "o"),
              ("saveas", "Save as new", "a"), ("cancel", "Cancel", "c")]), answer)
 
