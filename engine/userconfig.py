@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TunetopError
+from .profile.validate import describe as _describe   # one wording of a wrong value, as profiles say it
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,20 +169,6 @@ def redact(url: str) -> str:
     """What may be shown of a notify URL: its scheme. Tokens, topics, hosts and passwords stay out."""
     scheme, sep, _ = url.partition("://")
     return f"{scheme}://***" if sep else "***"
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (true/false)"
-    if isinstance(value, str):
-        return f'"{value}" (a string)'
-    if isinstance(value, (int, float)):
-        return f"{value} (a number)"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
 
 
 def field_names() -> list[str]:

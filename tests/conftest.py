@@ -84,3 +84,17 @@ def fake_engine():
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def overnight_runs():
+    """Five real engine runs built once (tests/overnight_runs.py: completed with OOM backoffs and a stall, NaN
+    stop, NaN warn, stopped, failed) that the notify, report, compare and history tests read. Session scope
+    under one name: the grouping hook above keeps every test that uses it in one xdist worker."""
+    from .overnight_runs import overnight
+    return overnight()
+
+
+@pytest.fixture
+def o(overnight_runs):
+    return overnight_runs

@@ -13,7 +13,7 @@ from engine.notify import Rules
 from engine.userconfig import ConfigError
 
 from .helpers import run_cli
-from .overnight_runs import HANG_TIMEOUT_S, overnight
+from .overnight_runs import HANG_TIMEOUT_S
 
 
 def _events(run_dir):
@@ -22,18 +22,6 @@ def _events(run_dir):
 
 def _titles(messages):
     return [m["title"] for m in messages]
-
-
-@pytest.fixture(scope="session")
-def overnight_runs():
-    # Session scope under one name in every module: tests/conftest.py then keeps them in one xdist worker,
-    # and overnight() builds the runs once per process.
-    return overnight()
-
-
-@pytest.fixture
-def o(overnight_runs):
-    return overnight_runs
 
 
 @pytest.mark.slow

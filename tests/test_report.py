@@ -8,19 +8,6 @@ import subprocess
 
 import pytest
 
-from .overnight_runs import overnight
-
-
-@pytest.fixture(scope="session")
-def overnight_runs():
-    # Session scope under one name in every module: tests/conftest.py then keeps them in one xdist worker,
-    # and overnight() builds the runs once per process.
-    return overnight()
-
-
-@pytest.fixture
-def o(overnight_runs):
-    return overnight_runs
 
 
 def _flat(text: str) -> str:

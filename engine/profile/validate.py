@@ -145,7 +145,7 @@ def validate(raw: dict, source: str | Path | None = None) -> Profile:
     for key, value in raw.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
-                problems.append(Problem(key, f"must be a table ([{key}]), got {_describe(value)}"))
+                problems.append(Problem(key, f"must be a table ([{key}]), got {describe(value)}"))
                 continue
             section = getattr(profile, key)
             for fkey, fvalue in value.items():
@@ -154,7 +154,7 @@ def validate(raw: dict, source: str | Path | None = None) -> Profile:
             if isinstance(value, str):
                 setattr(profile, key, value)
             else:
-                problems.append(Problem(key, f"must be a string, got {_describe(value)}"))
+                problems.append(Problem(key, f"must be a string, got {describe(value)}"))
         else:
             problems.append(Problem(key, "unknown key", _did_you_mean_top(key)))
 
@@ -192,7 +192,7 @@ def set_field(section_obj, section: str, key: str, value: Any, base_dir: Path | 
     meta = by_name[key].metadata
     error, converted = _convert(value, meta)
     if error:
-        problems.append(Problem(where, f"{error}, got {_describe(value)}", meta["hint"]))
+        problems.append(Problem(where, f"{error}, got {describe(value)}", meta["hint"]))
         return
     if meta["path"] and base_dir is not None:
         converted = _resolve_paths(converted, base_dir)
@@ -343,7 +343,8 @@ def _did_you_mean_top(key: str) -> str:
     return f"a profile has the sections {', '.join(f'[{s}]' for s in SECTIONS)} and a description"
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A wrong value as messages show it: `"x" (a string)`, `3 (a number)`, `a list` ..."""
     if isinstance(value, bool):
         return f"{str(value).lower()} (true/false)"
     if isinstance(value, str):
