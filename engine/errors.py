@@ -3,7 +3,7 @@
 Profile, data, run, setup and out-of-memory errors all subclass `TunetopError`. The message says what
 is wrong (naming the file, the field or the row); the hint says what to do instead. Neither carries the
 other inside its text: renderers put them together, one for plain terminals (`render_text`, used by the
-CLI and the engine's end event) and one in the dashboard (tuiapp/errors_view.py).
+CLI and the engine's end event) and one in the dashboard (tuiapp/errors_view.py `error_text`).
 
 `exit_code` is what the CLI exits with: 2 for bad input (the default), 1 for a run that failed.
 """

@@ -17,6 +17,7 @@ from .components.confirm import ConfirmScreen
 from .components.help_screen import HelpScreen
 from .components.launch_picker import LaunchPicker
 from .components.log_viewer import LogViewer
+from .errors_view import error_text
 from .tracker import RunTracker
 
 
@@ -147,7 +148,7 @@ class RunActions:
         try:
             fn()
         except Exception as exc:
-            self.notify(str(exc).replace("\n  hint:", "\nhint:"), severity="error", timeout=8)
+            self.notify(error_text(exc), severity="error", timeout=8)
 
     async def action_quit(self) -> None:
         active = [t for t in self.registry.snapshot() if t.view.state.active]

@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from engine import paths
 from engine.data import DataError, load_data
 from engine.profile import Profile, dumps
+from ..errors_view import error_text
 
 TIMEOUT_S = 120.0
 SHOW_BAD = 5
@@ -123,10 +124,10 @@ class PreviewPanel(VerticalScroll):
         try:
             report = load_data(profile.data)
             result = {"ok": True, "format": report.format, "detected": report.detected, "rows": report.total_rows,
-                      "train": len(report.train), "eval": len(report.eval), "bad_count": len(report.bad_rows),
+                      "train": report.train_count, "eval": report.eval_count, "bad_count": report.bad_count,
                       "bad_rows": [list(b) for b in report.bad_rows[:SHOW_BAD]]}
         except DataError as exc:
-            result = {"ok": False, "error": str(exc)}
+            result = {"ok": False, "error": error_text(exc)}
         except Exception as exc:   # an unexpected reader failure still shows, it never kills the app
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if not get_current_worker().is_cancelled:

@@ -17,12 +17,13 @@ from textual.widgets import Footer, Label, Select, Static
 from textual.worker import get_current_worker
 
 from engine import launch
+from engine.errors import TunetopError
 from engine.plan import detect
 from engine.profile import Profile, ProfileError, find, list_profiles, preflight, validate
 from engine.profile.validate import Problem
-from engine.rundir import RunError
 
 from ..components.confirm import ConfirmScreen
+from ..errors_view import error_text
 from ..keys import BUILDER
 from . import session
 from .dialogs import BuilderHelp, CapacityScreen, ChoiceScreen, NameScreen
@@ -107,7 +108,7 @@ class RunBuilderScreen(Screen[Path | None]):
         try:
             return str(find(str(self.initial)))
         except ProfileError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(error_text(exc), severity="error")
             return BLANK
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class RunBuilderScreen(Screen[Path | None]):
             try:
                 opened = session.open_profile(choice)
             except ProfileError as exc:
-                self.notify(str(exc), severity="error", timeout=10)
+                self.notify(error_text(exc), severity="error", timeout=10)
                 self._set_picker(self._current_choice())
                 return
         self.opened = opened
@@ -423,8 +424,8 @@ class RunBuilderScreen(Screen[Path | None]):
         root = None if profile.output.runs_root else (self.runs_root or getattr(self.app, "runs_root", None))
         try:
             run_dir = launch.launch(profile, root)
-        except (RunError, OSError) as exc:
-            self.notify(str(exc), title="cannot launch", severity="error", timeout=10)
+        except (TunetopError, OSError) as exc:   # run, profile and notify-config errors alike
+            self.notify(error_text(exc), title="cannot launch", severity="error", timeout=10)
             return
         self.notify(f"launched run {run_dir.name}")
         self.dismiss(run_dir)
