@@ -237,7 +237,7 @@ def _explain(exc: BaseException, run_dir: Path) -> tuple[str, str]:
     if isinstance(exc, OSError) and ("does not appear to have" in str(exc) or "offline" in str(exc).lower()
                                      or "not found" in str(exc).lower()):
         return text, ("the model could not be found locally or in the Hugging Face cache: download it once "
-                      "(`huggingface-cli download ID`) or set model.name_or_path to a local folder")
+                      "(`hf download ID`) or set model.name_or_path to a local folder")
     return text, "see engine.log in the run directory for the full traceback"
 
 

@@ -55,7 +55,7 @@ def merge_adapter(run_dir: Path) -> Path:
                                                     trust_remote_code=profile.model.trust_remote_code, dtype=dtype)
     except OSError as exc:
         raise TunetopError(f"cannot load the base model {profile.model.name_or_path}: {str(exc).splitlines()[0]}",
-                           hint="download it once (`huggingface-cli download ID`) or point model.name_or_path in "
+                           hint="download it once (`hf download ID`) or point model.name_or_path in "
                                 "run.toml at a local folder") from None
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     out = run_dir / "merged"
