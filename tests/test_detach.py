@@ -52,7 +52,10 @@ def test_sigterm_stops_with_checkpoint_and_resume_matches_an_uninterrupted_run(h
     assert run_cli("run", str(make_profile("ref", settings))).returncode == 0
     reference = step_losses(rundir.resolve("last"))
 
-    started = run_cli("run", "--detach", str(make_profile("stopme", settings)))
+    # A second's pause after each step (a sleep: the arithmetic is untouched) keeps this run training while
+    # `tunetop stop` starts up; on a quiet machine the 10 remaining steps otherwise finish first.
+    started = run_cli("run", "--detach", str(make_profile("stopme", settings)),
+                      env={"TUNETOP_FAULT_SLOW_STEP_S": "1"})
     assert started.returncode == 0, started.stderr
     run_dir = rundir.resolve("last")
     assert run_dir.name.endswith("stopme")
@@ -95,7 +98,8 @@ def test_sigterm_stops_with_checkpoint_and_resume_matches_an_uninterrupted_run(h
 @pytest.mark.slow
 def test_kill_9_shows_interrupted_and_resume_continues_from_checkpoint(home, make_profile):
     profile = make_profile("killme", {"training": {"max_steps": 14, "save_steps": 3}})
-    assert run_cli("run", "--detach", str(profile)).returncode == 0
+    # Paused half a second after each step (see the SIGTERM test) so the kill lands mid-run.
+    assert run_cli("run", "--detach", str(profile), env={"TUNETOP_FAULT_SLOW_STEP_S": "0.5"}).returncode == 0
     run_dir = rundir.resolve("last")
     wait_until(lambda: current_step(run_dir) >= 5, timeout=240, what="step 5")
     pid = rundir.alive_pid(run_dir)
