@@ -56,7 +56,10 @@ def test_a_hanging_endpoint_never_holds_training_up(o):
     evs = _events(run)
     assert len(o.hang.for_run(run.name)) == 0 and len(o.hang.received) >= 2   # it was asked, it never answered
     timeouts = [e for e in evs if e.get("code") == "notify_failed"]
-    assert len(timeouts) == 3 and all("json://*** timed out" in e["message"] for e in timeouts)
+    # Abandoned either by the engine's deadline ("timed out") or, a moment earlier, by apprise's own socket
+    # timeout of the same length ("failed: ..."): both name the redacted URL, neither holds training up.
+    assert len(timeouts) == 3 and all(("json://*** timed out" in e["message"] or "json://*** failed" in e["message"])
+                                      for e in timeouts), timeouts
     # The first backoff's message was being delivered while training went on: the next step came at once.
     first_backoff = next(e for e in evs if e["type"] == "backoff")
     next_step = next(e for e in evs if e["type"] == "step" and e["t"] > first_backoff["t"])
