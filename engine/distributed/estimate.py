@@ -145,7 +145,7 @@ def balanced_layers(layers: int, n_gpus: int) -> list[int]:
 def fits_per_gpu(profile, strategy: str, world_size: int, gpu_bytes: int) -> bool | None:
     """Does the profile's estimate per GPU fit gpu_bytes under the strategy? None: no estimate for this model."""
     try:
-        from ..plan.model_config import resolve_config
+        from ..estimate.config_source import resolve as resolve_config
         from ..plan.profile_estimate import estimate_kwargs, settings_of
         model = resolve_config(profile.model.name_or_path, profile.model.revision)
         if model.config is None:

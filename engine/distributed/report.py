@@ -43,7 +43,7 @@ def layout_text(places: list[Placement], card_name: str, card_bytes: int) -> str
 
 def profile_layout_text(profile, n_gpus: int, strategy: str | None, card_name: str, card_bytes: int) -> str:
     """`tunetop estimate PROFILE --gpus N [--strategy S]`; raises ValueError when there is no estimate."""
-    from ..plan.model_config import resolve_config
+    from ..estimate.config_source import resolve as resolve_config
     from ..plan.profile_estimate import estimate_kwargs, settings_of
     model = resolve_config(profile.model.name_or_path, profile.model.revision)
     if model.config is None:
