@@ -18,9 +18,9 @@ def compact(events) -> bytes:
     return b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in events)
 
 
-def collect():
+def collect(name="loss"):
     pts = []
-    return pts, lambda s, l: pts.extend(zip(s, l))
+    return pts, lambda curve, s, v: pts.extend(zip(s, v)) if curve == name else None
 
 
 def test_fast_scan_matches_json_parsing(tmp_path):
@@ -89,7 +89,7 @@ def test_series_handles_resumed_runs_and_out_of_order_steps():
 def test_sample_reads_evenly_across_the_file(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(compact(demo_events(steps=5000, total=5000)))
-    steps, losses = sample(path, path.stat().st_size, points=100)
+    steps = [e["step"] for e in sample(path, path.stat().st_size, points=100)]
     assert 90 <= len(steps) <= 100 and steps[0] <= 60 and steps[-1] >= 4900
 
 

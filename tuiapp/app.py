@@ -80,7 +80,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         self.summary, self.chart, self.logtail = RunSummary(id="summary"), LossChart(id="chart"), LogTailView(id="logtail")
         self.table, self.runs_error = RunsTable(id="table"), Static("", id="runs-error", markup=False)
         self.gpus.border_title = "GPUs"
-        self.chart.border_title = "loss ⠒ train  ◆ eval"
+        self.chart.border_title = self.chart.title()
         with Horizontal(id="top"):
             yield self.gpus
             with Vertical(id="host-box") as host:
@@ -227,7 +227,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         if v is None:
             _set(detail, "border_title", "run")
             summary.show(None)
-            chart.show(None, None, 0, note="")
+            chart.show(None, 0, note="")
             tail.show(None)
             return
         _set(detail, "border_title", f"run {v.run_id}")
@@ -237,9 +237,16 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         if not curve:
             return
         total = v.state.total_steps or 0
-        chart.show(v.loss, v.evals, total, note="" if v.loaded or v.preview else "loading…")
-        _set(chart, "border_subtitle", chart.subtitle() + (" · sampled, reading…" if v.preview else ""))
+        chart.show(v.curves(), total, note="" if v.loaded or v.preview else "loading…")
+        self._chart_labels(v)
         tail.show(v.recent)
+
+    def _chart_labels(self, v=None) -> None:
+        """The chart's title (which curve, its legend) and subtitle (the x-axis and the view's switches)."""
+        v = v if v is not None else self.focused_view()
+        _set(self.chart, "border_title", self.chart.title())
+        _set(self.chart, "border_subtitle",
+             self.chart.subtitle() + (" · sampled, reading…" if v is not None and v.preview else ""))
 
     def _tick(self) -> None:
         """Once a second: what new events changed (at each part's pace), and the clocks of the run in focus."""
@@ -273,11 +280,19 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
 
     def action_chart_zoom(self) -> None:
         self.chart.set_view(recent=not self.chart.recent)
-        _set(self.chart, "border_subtitle", self.chart.subtitle())
+        self._chart_labels()
 
     def action_chart_log(self) -> None:
         self.chart.set_view(log_scale=not self.chart.log_scale)
-        _set(self.chart, "border_subtitle", self.chart.subtitle())
+        self._chart_labels()
+
+    def action_chart_metric(self) -> None:
+        self.chart.set_view(metric=self.chart.next_metric())
+        self._chart_labels()
+
+    def action_chart_x(self) -> None:
+        self.chart.set_view(x_axis=self.chart.next_x_axis())
+        self._chart_labels()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         # The dashboard's keys act on the run in focus: on the builder or the log viewer they do nothing, so

@@ -19,8 +19,11 @@ DASHBOARD = [
     Binding("l", "logs", "Logs", tooltip="the run's engine log, full screen, following it live"),
     Binding("d", "delete", "Delete", tooltip="delete a finished run's folder (asks first; refused while it runs)"),
     Binding("z", "chart_zoom", "Zoom", show=False,
-            tooltip="loss chart: the recent steps (the last fifth) or the whole run"),
-    Binding("y", "chart_log", "Log scale", show=False, tooltip="loss chart: log scale on or off"),
+            tooltip="chart: the recent steps (the last fifth) or the whole run"),
+    Binding("y", "chart_log", "Log scale", show=False, tooltip="chart: log scale on or off"),
+    Binding("g", "chart_metric", "Chart", show=False,
+            tooltip="chart: loss (with eval points), learning rate, grad norm, in turn"),
+    Binding("x", "chart_x", "Step/tokens", show=False, tooltip="chart: x axis in steps or in tokens seen"),
     Binding("question_mark", "help", "Help", key_display="?", tooltip="help: every key"),
     Binding("q", "quit", "Quit", tooltip="quit the dashboard: runs keep training; `tunetop` reattaches"),
 ]

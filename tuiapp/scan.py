@@ -1,16 +1,19 @@
 """Read a whole events.jsonl fast: what reattaching to a long run needs.
 
 json.loads on every line costs 15-30 us on the 2-core dev machine, so a million step events take 15-30 s.
-The loss curve needs two numbers per step event, and the engine writes step events in one fixed field order
-(engine/events.py: v, t, type, step, total_steps, epoch, loss, ...), so one regular expression pulls
-(step, loss) out of every canonical step line at C speed (about 2.6 us a line there, conversions included).
-Everything else is parsed properly:
+The charts need five numbers per step event (step, loss, lr, grad_norm, tokens_seen), and the engine writes
+step events in one fixed field order (engine/train/callbacks.py: v, t, type, step, total_steps, epoch, loss,
+lr, grad_norm, tokens_seen, ...), so one regular expression pulls those five out of every canonical step line
+at C speed, and map(int/float) converts them a column at a time. Everything else is parsed properly:
 - other event types (start, eval, log, backoff, checkpoint, end, or unknown) are rare: each is found by a
   literal search and parsed with json.loads;
-- a chunk holding a step line the expression does not fit (another writer's spacing, a null loss) or a line
-  that is not an event (garbage, a torn write) is parsed line by line with json.loads: slower, never wrong;
+- a chunk holding a step line the expression does not fit (another writer's spacing or field order, a null
+  loss) or a line that is not an event (garbage, a torn write) is parsed line by line with json.loads:
+  slower, never wrong; a null lr or grad_norm (no clipping) stays on the fast path and is left out;
 - the last step events (what the current state and speeds need) are parsed in full.
 sample() reads ~1,000 step lines at evenly spaced offsets: a preview of the whole curve in milliseconds.
+
+Measured with tests/bench/bench_reattach.py (see its docstring for the figures).
 """
 from __future__ import annotations
 
@@ -29,14 +32,20 @@ CHUNK = 512 << 10
 TAIL_STEPS = 64          # step events parsed in full at the end (speeds use the last 30)
 TAIL_BYTES = 256 << 10
 
-# One alternation, found by its literal prefix `"type":"`: group 1-2 a canonical step line, group 3 the
-# type of any other line.
+# One alternation, found by its literal prefix `"type":"`: groups 1-5 a canonical step line (step, loss, lr,
+# grad_norm, tokens_seen), group 6 the type of any other line.
+_NUM = rb'[-+]?(?:[0-9.]+(?:[eE][-+]?\d+)?|NaN|Infinity)'
 _LINE = re.compile(
-    rb'"type":"(?:step","step":(\d+),"total_steps":[^,]*,"epoch":[^,]*,"loss":'
-    rb'([-+]?(?:[0-9.]+(?:[eE][-+]?\d+)?|NaN|Infinity))[,}]|([A-Za-z0-9_]*)")')
+    rb'"type":"(?:step","step":(\d+),"total_steps":[^,]*,"epoch":[^,]*,"loss":(' + _NUM + rb'),"lr":('
+    + _NUM + rb'|null),"grad_norm":(' + _NUM + rb'|null),"tokens_seen":(\d+)[,}]|([A-Za-z0-9_]*)")')
 
-_STEP, _LOSS, _KIND = itemgetter(0), itemgetter(1), itemgetter(2)
+_FIELDS = ("loss", "lr", "grad_norm", "tokens")   # the curves a step event feeds, by step (tracker.CURVES)
+_STEP, _KIND = itemgetter(0), itemgetter(5)
+_COLUMNS = tuple(itemgetter(k) for k in range(1, 5))
 _OFFSET = itemgetter(0)
+
+# on_points(name, steps, values): one curve's points of a chunk, in file order.
+OnPoints = Callable[[str, array, array], None]
 
 
 @dataclass
@@ -49,9 +58,9 @@ class Scan:
     torn_tail: bytes = b""                            # an unterminated last line, if any
 
 
-def scan(path: Path, on_points: Callable[[array, array], None], start: int = 0,
-         cancelled: Callable[[], bool] = lambda: False) -> Scan:
-    """Scan events.jsonl from `start`; (steps, losses) go to on_points in file order, chunk by chunk."""
+def scan(path: Path, on_points: OnPoints, start: int = 0, cancelled: Callable[[], bool] = lambda: False) -> Scan:
+    """Scan events.jsonl from `start`; each curve's (steps, values) go to on_points in file order, chunk by
+    chunk: "loss", "lr", "grad_norm" and "tokens" (tokens_seen)."""
     result = Scan(offset=start)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -93,10 +102,15 @@ def _scan_chunk(buf: bytearray, end: int, base: int, result: Scan, on_points) ->
         _scan_slow(bytes(buf[:end]), base, result, on_points)
         return
     # Every loop here runs in C (map, filter, itemgetter; faster than zip(*found)): the per-line cost of a
-    # reattach. Empty captures are the other event types' lines.
-    steps = array("i", map(int, filter(None, map(_STEP, found))))
-    losses = array("d", map(float, filter(None, map(_LOSS, found))))
-    on_points(steps, losses)
+    # reattach. Empty captures are the other event types' lines; a step line fills all five.
+    steps = array("q", map(int, filter(None, map(_STEP, found))))
+    for name, column in zip(_FIELDS, _COLUMNS):
+        raw = list(filter(None, map(column, found)))
+        if b"null" in raw:        # lr / grad_norm not logged (e.g. no clipping): leave those steps out
+            keep = [i for i, v in enumerate(raw) if v != b"null"]
+            on_points(name, array("q", [steps[i] for i in keep]), array("d", [float(raw[i]) for i in keep]))
+        else:
+            on_points(name, steps, array("d", map(float, raw)))
     result.step_events += len(steps)
     for kind in other:
         _parse_kind(buf, end, base, kind, result)
@@ -116,8 +130,22 @@ def _parse_kind(data: bytearray, limit: int, base: int, kind: bytes, result: Sca
         i = data.find(needle, end, limit)
 
 
-def _scan_slow(data: bytes, base: int, result: Scan, on_points) -> None:
-    steps, losses = array("i"), array("d")
+def step_points(event: dict) -> list[tuple[str, float]]:
+    """The curves' values in one parsed step event (those that are numbers): the one rule for every reader."""
+    out = []
+    if isinstance(event.get("step"), int) and not isinstance(event.get("step"), bool):
+        for name, key in zip(_FIELDS, _KEYS):
+            v = event.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((name, float(v)))
+    return out
+
+
+_KEYS = ("loss", "lr", "grad_norm", "tokens_seen")
+
+
+def _scan_slow(data: bytes, base: int, result: Scan, on_points: OnPoints) -> None:
+    cols = {name: (array("q"), array("d")) for name in _FIELDS}
     pos = 0
     for line in data.split(b"\n")[:-1]:
         event = parse_line(line)
@@ -126,14 +154,15 @@ def _scan_slow(data: bytes, base: int, result: Scan, on_points) -> None:
                 result.corrupt += 1
         elif event["type"] == "step":
             result.step_events += 1
-            step, loss = event.get("step"), event.get("loss")
-            if isinstance(step, int) and isinstance(loss, (int, float)) and not isinstance(loss, bool):
-                steps.append(step)
-                losses.append(float(loss))
+            for name, v in step_points(event):
+                steps, values = cols[name]
+                steps.append(event["step"])
+                values.append(v)
         else:
             result.events.append((base + pos, event))
         pos += len(line) + 1
-    on_points(steps, losses)
+    for name, (steps, values) in cols.items():
+        on_points(name, steps, values)
 
 
 def _tail_steps(path: Path, end: int, start: int) -> list[tuple[int, dict]]:
@@ -181,13 +210,13 @@ def first_step_after(path: Path, offset: int, limit: int = 1 << 20) -> dict | No
     return None
 
 
-def sample(path: Path, size: int, points: int = 1024) -> tuple[array, array]:
-    """(steps, losses) of about `points` step events read at evenly spaced byte offsets.
+def sample(path: Path, size: int, points: int = 1024) -> list[dict]:
+    """About `points` step events read at evenly spaced byte offsets, in file order.
 
-    A preview of the whole curve in milliseconds, whatever the file's size: the dashboard draws it at once
-    on reattach and replaces it with the exact curve when scan() is done.
+    A preview of the whole run in milliseconds, whatever the file's size: the dashboard draws its curves at
+    once on reattach and replaces them with the exact ones when scan() is done.
     """
-    steps, losses = array("i"), array("d")
+    out: list[dict] = []
     try:
         with open(path, "rb") as f:
             for k in range(points):
@@ -195,13 +224,8 @@ def sample(path: Path, size: int, points: int = 1024) -> tuple[array, array]:
                 data = f.read(2048)          # a step line is ~400 bytes; a miss just skips this point
                 pieces = data.split(b"\n")[1 if k else 0:-1]   # whole lines only
                 event = next((e for e in map(_step_event, pieces) if e is not None), None)
-                if event is None:
-                    continue
-                step, loss = event.get("step"), event.get("loss")
-                if isinstance(step, int) and isinstance(loss, (int, float)) and not isinstance(loss, bool):
-                    if not steps or step != steps[-1]:
-                        steps.append(step)
-                        losses.append(float(loss))
+                if event is not None and (not out or event.get("step") != out[-1].get("step")):
+                    out.append(event)
     except OSError:
         pass
-    return steps, losses
+    return out

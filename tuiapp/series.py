@@ -1,4 +1,4 @@
-"""A loss curve kept at a fixed resolution, whatever the run's length.
+"""A curve (loss, learning rate, grad norm, tokens seen) kept at a fixed resolution, whatever the run's length.
 
 Points go into at most MAX_BINS bins of `width` steps each (sum, count, min, max). When a step falls
 beyond the last bin, the width doubles and neighbouring bins merge, so memory stays constant, adding a
@@ -11,7 +11,7 @@ import math
 from bisect import bisect_left
 from itertools import islice
 from operator import le
-from typing import Sequence
+from typing import Callable, Sequence
 
 MAX_BINS = 1024
 
@@ -139,12 +139,20 @@ class Series:
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def columns(self, n: int, x_max: float, x_min: float = 0) -> list[tuple[float, float, float] | None]:
-        """Downsample to n x-positions over steps [x_min, x_max]: (mean, min, max) per position, None if empty."""
+    def columns(self, n: int, x_max: float, x_min: float = 0,
+                xmap: Callable[[int], float] | None = None) -> list[tuple[float, float, float] | None]:
+        """Downsample to n x-positions over steps [x_min, x_max]: (mean, min, max) per position, None if empty.
+
+        xmap: place each bin by another coordinate of its last step (the tokens seen at that step, see at());
+        the window [x_min, x_max] is still given in steps and mapped the same way.
+        """
         out: list[list[float] | None] = [None] * n
         if n <= 0 or x_max <= x_min:
             return []
-        scale = n / (x_max - x_min)
+        x0, x1 = (xmap(int(x_min)), xmap(int(x_max))) if xmap else (x_min, x_max)
+        if x1 <= x0:
+            return []
+        scale = n / (x1 - x0)
         w = self.width
         for b, c in enumerate(self.cnt):
             if not c:
@@ -153,7 +161,8 @@ class Series:
             if last < x_min:
                 continue
             # The bin's last step decides its column, so step N lands at the right edge.
-            x = min(n - 1, max(0, int(math.ceil((last - x_min) * scale)) - 1))
+            pos = xmap(last) if xmap else last
+            x = min(n - 1, max(0, int(math.ceil((pos - x0) * scale)) - 1))
             cell = out[x]
             if cell is None:
                 out[x] = [self.sum[b], c, self.lo[b], self.hi[b]]
@@ -163,6 +172,21 @@ class Series:
                 cell[2] = min(cell[2], self.lo[b])
                 cell[3] = max(cell[3], self.hi[b])
         return [(c[0] / c[1], c[2], c[3]) if c else None for c in out]
+
+    def at(self, step: int) -> float:
+        """The value at a step, read from the bins: exact while a bin is one step wide (runs up to MAX_BINS
+        steps), else interpolated inside the step's bin (a rising count such as tokens seen is off by less
+        than one bin, 1/MAX_BINS of the run: finer than any chart's column). 0.0 before the first point."""
+        w, cnt = self.width, self.cnt
+        b = min(max(0, step // w), len(cnt) - 1)
+        while b >= 0 and not cnt[b]:      # an empty bin (a gap in the steps): the nearest bin below
+            b -= 1
+        if b < 0:
+            return 0.0
+        first, last = b * w, min((b + 1) * w - 1, self.max_step)
+        if step >= last or last <= first:
+            return self.hi[b]
+        return self.lo[b] + (self.hi[b] - self.lo[b]) * max(0, step - first) / (last - first)
 
     def bounds(self) -> tuple[float, float] | None:
         vals = [(lo, hi) for lo, hi, c in zip(self.lo, self.hi, self.cnt) if c]

@@ -1,4 +1,4 @@
-"""One run as the dashboard sees it: the folded state, the loss curve, notable events and the recent events.
+"""One run as the dashboard sees it: the folded state, the curves, notable events and the recent events.
 
 A worker thread loads and polls trackers. Its RunData is private to it (folded in place, never read by the
 UI). After every change it publishes an immutable RunView: a copy of what the screen shows, swapped into
@@ -21,13 +21,16 @@ from engine.growing_file import GrowingFile
 from engine.rundir import RunState
 
 from . import fmt
-from .scan import first_step_after, sample, scan
+from .scan import first_step_after, sample, scan, step_points
 from .series import Series
 
 PREVIEW_BYTES = 4 << 20     # above this, a sampled preview of the curve is drawn before the exact scan
 POLL_MAX = 4 << 20          # a backlog bigger than this is read with the fast scan (a full reload)
 ALIVE_EVERY_S = 2.0        # a pid check each 2 s: how soon a killed engine shows as interrupted
 RECENT_LINES = 40          # readable event lines kept for the panel's tail
+# The curves kept from step events, each a Series by step: what the chart draws ("tokens" is tokens_seen,
+# the tokens x-axis reads it through Series.at). Evals are their own Series (eval events).
+CURVES = ("loss", "lr", "grad_norm", "tokens")
 
 
 class RunData:
@@ -35,7 +38,8 @@ class RunData:
 
     def __init__(self, run_dir: Path):
         self.state = RunState(run_id=run_dir.name, path=run_dir)
-        self.loss = Series()
+        self.curves = {name: Series() for name in CURVES}
+        self.loss = self.curves["loss"]
         self.evals = Series()
         self.notes: deque[tuple[str, str]] = deque(maxlen=50)   # (level, message): backoffs, warnings, errors
         self.recent: deque[str] = deque(maxlen=RECENT_LINES)       # events as readable lines (fmt.event_line)
@@ -61,9 +65,10 @@ class RunData:
         if v != SCHEMA_VERSION:
             self.schemas.add(v)
         if kind == "step":
-            step, loss = e.get("step"), e.get("loss")
-            if chart and isinstance(step, int) and _num(loss):
-                self.loss.add(step, float(loss))
+            step = e.get("step")
+            if chart:
+                for name, value in step_points(e):
+                    self.curves[name].add(step, value)
             if self.seg_first is None and _num(e.get("t")) and isinstance(step, int):
                 self.seg_first = (e["t"], step, _int(e.get("tokens_seen")))
             mem = e.get("memory") if isinstance(e.get("memory"), dict) else {}
@@ -98,7 +103,9 @@ class RunData:
         state = replace(st, warnings=list(st.warnings), recent=copy.copy(st.recent))
         return RunView(
             run_id=st.run_id, path=st.path, version=version, has_toml=has_toml, state=state,
-            loss=self.loss.copy(), evals=self.evals.copy(), notes=tuple(self.notes), recent=tuple(self.recent),
+            loss=self.loss.copy(), evals=self.evals.copy(), lr=self.curves["lr"].copy(),
+            grad_norm=self.curves["grad_norm"].copy(), tokens=self.curves["tokens"].copy(),
+            notes=tuple(self.notes), recent=tuple(self.recent),
             device=self.device, precision=self.precision, effective_batch=self.effective_batch,
             cuda_peak=self.cuda_peak, rss=self.rss, corrupt=self.corrupt, torn=self.torn, preview=self.preview,
             loaded=self.loaded, problems=tuple(self.problems(has_toml)), avg_rates=self.avg_rates())
@@ -148,6 +155,9 @@ class RunView:
     state: RunState
     loss: Series
     evals: Series
+    lr: Series
+    grad_norm: Series
+    tokens: Series                    # tokens_seen by step (the chart's tokens x-axis)
     notes: tuple[tuple[str, str], ...]
     recent: tuple[str, ...]           # the latest events as readable lines
     device: str | None
@@ -161,6 +171,11 @@ class RunView:
     loaded: bool
     problems: tuple[str, ...]
     avg_rates: tuple[float | None, float | None]
+
+    def curves(self) -> dict[str, Series]:
+        """The chart's curves by name: the step events' (CURVES) and "eval"."""
+        return {"loss": self.loss, "lr": self.lr, "grad_norm": self.grad_norm, "tokens": self.tokens,
+                "eval": self.evals}
 
 
 class RunTracker:
@@ -226,7 +241,8 @@ class RunTracker:
         offset = 0
         if st is not None:
             try:
-                result = scan(self.events_path, data.loss.extend, cancelled=cancelled)
+                result = scan(self.events_path, lambda name, steps, values: data.curves[name].extend(steps, values),
+                              cancelled=cancelled)
             except OSError as exc:
                 data.notes.append(("error", f"cannot read events.jsonl: {exc.strerror or exc}"))
                 result = None
@@ -257,8 +273,9 @@ class RunTracker:
     def _preview(self, size: int) -> RunData:
         """State from the file's head and tail, and a curve sampled across it: right in milliseconds."""
         data = RunData(self.path)
-        steps, losses = sample(self.events_path, size)
-        data.loss.extend(steps, losses)
+        for e in sample(self.events_path, size):
+            for name, value in step_points(e):
+                data.curves[name].add(e["step"], value)
         with open(self.events_path, "rb") as f:
             head = f.read(64 << 10)
             f.seek(max(0, size - (256 << 10)))

@@ -1,8 +1,12 @@
-"""A compact line chart of the training loss with evaluation points overlaid, drawn in braille.
+"""A compact line chart of the run's curves, drawn in braille: the training loss with evaluation points
+overlaid, the learning rate, or the grad norm (`g` cycles), over steps or tokens seen (`x`).
 
 Each cell holds 2x4 braille dots, so a chart W cells wide shows 2W positions. The curve comes from
 Series.columns(): the bins are merged into one mean per position, so drawing costs O(bins + cells)
 whatever the run's length; the widget redraws only when the run's data version or its size changed.
+On the tokens axis each bin is placed by the tokens seen at its last step (the "tokens" Series, read
+through Series.at), so every curve keeps its one set of bins by step.
+Eval points are a different glyph (◆) in another colour and bold, and the title is the legend.
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 AXIS_W = 8    # "6.2257 ┤"
 RECENT_SHARE = 0.2     # the zoomed view: the last fifth of the steps so far (at least RECENT_MIN steps)
 RECENT_MIN = 20
+# What `g` cycles through: (curve name in RunView.curves(), its name on screen), in this order.
+METRICS = (("loss", "loss"), ("lr", "learning rate"), ("grad_norm", "grad norm"))
+X_AXES = ("step", "tokens")
 
 
 class LossChart(Widget):
@@ -35,52 +42,102 @@ class LossChart(Widget):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.loss: Series | None = None
-        self.evals: Series | None = None
+        self.curves: dict[str, Series] = {}
         self.x_max = 0
         self.note = ""
         self._key: tuple | None = None
         self.drawn: list[tuple[float, int, int]] = []   # (perf_counter, points, last step) of recent draws
         # z: the recent window instead of the whole run (late training is not squashed by the first loss);
-        # y: a log scale for the loss axis.
+        # y: a log scale for the value axis; g: which curve; x: steps or tokens seen along the bottom.
         self.recent = False
         self.log_scale = False
+        self.metric = METRICS[0][0]
+        self.x_axis = X_AXES[0]
 
-    def show(self, loss: Series | None, evals: Series | None, x_max: int, note: str = "") -> None:
-        """Point the chart at a run's curves: snapshots (RunView's), never changed once handed over, so the
-        same objects mean the same picture (no redraw)."""
+    def show(self, curves: dict[str, Series] | None, x_max: int, note: str = "") -> None:
+        """Point the chart at a run's curves (RunView.curves()): snapshots, never changed once handed over, so
+        the same objects mean the same picture (no redraw)."""
+        curves = curves or {}
         key = (x_max, note)
-        if loss is self.loss and evals is self.evals and key == self._key:
+        if key == self._key and curves.keys() == self.curves.keys() and all(
+                curves[k] is self.curves[k] for k in curves):
             return
         self._key = key
-        self.loss, self.evals, self.x_max, self.note = loss, evals, x_max, note
+        self.curves, self.x_max, self.note = curves, x_max, note
         self.refresh()
 
-    def set_view(self, recent: bool | None = None, log_scale: bool | None = None) -> None:
+    @property
+    def loss(self) -> Series | None:
+        return self.curves.get("loss")
+
+    @property
+    def shown(self) -> Series | None:
+        """The curve on screen now (the metric `g` picked)."""
+        return self.curves.get(self.metric)
+
+    @property
+    def evals(self) -> Series | None:
+        """Eval points: drawn over the loss only (they are losses)."""
+        return self.curves.get("eval") if self.metric == "loss" else None
+
+    def set_view(self, recent: bool | None = None, log_scale: bool | None = None, metric: str | None = None,
+                 x_axis: str | None = None) -> None:
         self.recent = self.recent if recent is None else recent
         self.log_scale = self.log_scale if log_scale is None else log_scale
+        self.metric = self.metric if metric is None else metric
+        self.x_axis = self.x_axis if x_axis is None else x_axis
         self.refresh()
 
+    def next_metric(self) -> str:
+        names = [m for m, _ in METRICS]
+        return names[(names.index(self.metric) + 1) % len(names)]
+
+    def next_x_axis(self) -> str:
+        return X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
+    def by_tokens(self) -> bool:
+        """The tokens axis, when asked for and the run logged tokens_seen (runs without it stay on steps)."""
+        tokens = self.curves.get("tokens")
+        return self.x_axis == "tokens" and tokens is not None and tokens.count > 0
+
     def x_range(self) -> tuple[int, int]:
-        """The steps drawn: [0, x_max], or the recent window when zoomed."""
-        last = self.loss.max_step if self.loss is not None and self.loss.count else 0
-        x_max = max(self.x_max, last, self.evals.max_step if self.evals else 0, 1)
+        """The steps drawn: [0, x_max], or the recent window when zoomed. On the tokens axis the run so far
+        (the tokens of steps not yet trained are unknown)."""
+        shown = self.shown
+        last = shown.max_step if shown is not None and shown.count else 0
+        evals = self.evals
+        x_max = max(self.x_max, last, evals.max_step if evals else 0, 1)
+        if self.by_tokens():
+            x_max = max(last, evals.max_step if evals else 0, 1)
         if not self.recent or not last:
             return 0, x_max
         lo = max(0, last - max(RECENT_MIN, int(last * RECENT_SHARE)))
         return lo, max(last, lo + 1)
 
+    def title(self) -> str:
+        """The border title: which curve, and the legend of what is drawn."""
+        name = dict(METRICS)[self.metric]
+        return f"{name} ⠒ train  ◆ eval" if self.metric == "loss" else f"{name} ⠒"
+
     def subtitle(self) -> str:
-        lo, hi = self.x_range()
-        if self.loss is None or not self.loss.count:
+        """The x-axis: steps or tokens seen, the window drawn, and the view's switches."""
+        shown = self.shown
+        if shown is None or not shown.count:
             return ""
-        return f"step {lo} … {hi}" + (" (recent)" if self.recent else "") + (" · log" if self.log_scale else "")
+        lo, hi = self.x_range()
+        if self.by_tokens():
+            tokens = self.curves["tokens"]
+            where = f"tokens {_count(tokens.at(lo) if lo else 0)} … {_count(tokens.at(hi))}"
+        else:
+            where = f"step {lo} … {hi}" + (" (no tokens_seen)" if self.x_axis == "tokens" else "")
+        return where + (" (recent)" if self.recent else "") + (" · log" if self.log_scale else "")
 
     def render(self) -> Text:
         text = self._render_chart()
-        if self.loss is not None:
+        shown = self.shown
+        if shown is not None:
             # When each state of the curve reached the screen (benchmarks and tests read this).
-            self.drawn.append((time.perf_counter(), self.loss.count, self.loss.max_step))
+            self.drawn.append((time.perf_counter(), shown.count, shown.max_step))
             del self.drawn[:-8]
         return text
 
@@ -88,28 +145,35 @@ class LossChart(Widget):
         w, h = self.size.width, self.size.height
         axis = self.get_component_rich_style("loss-chart--axis", partial=True)
         note_style = self.get_component_rich_style("loss-chart--note", partial=True)
-        if self.loss is None or self.loss.count == 0 or w <= AXIS_W + 2 or h < 1:
-            msg = self.note or "no loss yet: the curve appears with the first step"
+        shown = self.shown
+        if shown is None or shown.count == 0 or w <= AXIS_W + 2 or h < 1:
+            name = dict(METRICS)[self.metric]
+            msg = self.note or (f"no {name} yet: the curve appears with the first step" if self.loss is None
+                                or not self.loss.count else f"no {name} in this run's step events")
             return Text(msg, style=note_style, overflow="ellipsis", no_wrap=True)
-        return self._draw(w, h, axis, note_style)
+        return self._draw(shown, w, h, axis, note_style)
 
-    def _draw(self, w: int, h: int, axis: Style, note_style: Style) -> Text:
+    def _draw(self, shown: Series, w: int, h: int, axis: Style, note_style: Style) -> Text:
         train = self.get_component_rich_style("loss-chart--train", partial=True)
         eval_style = self.get_component_rich_style("loss-chart--eval", partial=True)
         pw = w - AXIS_W
         x_min, x_max = self.x_range()
-        cols = self.loss.columns(pw * 2, x_max, x_min)
-        ecols = self.evals.columns(pw, x_max, x_min) if self.evals and self.evals.count else []
-        log = self.log_scale and all(c[0] > 0 for c in cols + ecols if c)
-        if log:   # plotted as log10; the axis labels stay losses
-            cols = [(math.log10(c[0]), 0.0, 0.0) if c else None for c in cols]
-            ecols = [(math.log10(c[0]), 0.0, 0.0) if c else None for c in ecols]
+        xmap = self.curves["tokens"].at if self.by_tokens() else None
+        cols = shown.columns(pw * 2, x_max, x_min, xmap)
+        evals = self.evals
+        ecols = evals.columns(pw, x_max, x_min, xmap) if evals and evals.count else []
+        log = self.log_scale and any(c[0] > 0 for c in cols + ecols if c)
+        if log:   # plotted as log10; the axis labels stay values; a 0 (a warm-up's first lr) is left out
+            cols = [(math.log10(c[0]), 0.0, 0.0) if c and c[0] > 0 else None for c in cols]
+            ecols = [(math.log10(c[0]), 0.0, 0.0) if c and c[0] > 0 else None for c in ecols]
         values = [c[0] for c in cols if c] + [c[0] for c in ecols if c]
         if not values:
             return Text("no steps in this window", style=note_style, no_wrap=True)
         lo, hi = min(values), max(values)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.5, hi + 0.5
+        if hi - lo < max(1e-12, abs(hi) * 1e-6):
+            # A flat curve (a constant learning rate): centred, with room relative to its size.
+            half = 0.5 if abs(hi) >= 1 or hi == 0 else abs(hi) * 0.5
+            lo, hi = lo - half, hi + half
         pad = (hi - lo) * 0.04
         lo, hi = lo - pad, hi + pad
         rows = h * 4
@@ -147,7 +211,7 @@ class LossChart(Widget):
         if h >= 5:
             labels[(h - 1) // 2] = (hi + lo) / 2
         for r in range(h):
-            label = number(10 ** labels[r] if log else labels[r], 4) if r in labels else ""
+            label = _label(10 ** labels[r] if log else labels[r]) if r in labels else ""
             text.append(f"{label:>{AXIS_W - 2}.{AXIS_W - 2}} " + ("┤" if r in labels else "│"), axis)
             row = grid[r]
             run_chars: list[str] = []
@@ -165,7 +229,22 @@ class LossChart(Widget):
                 text.append("\n")
         return text
 
-    @staticmethod
-    def x_label(x_max: int) -> str:
-        return f"step 0 … {x_max}" if x_max else ""
+
+
+def _label(v: float, width: int = AXIS_W - 2) -> str:
+    """An axis label that fits its column: 6.226, 0.3100, 2.0e-4 (a learning rate), 1.2e+3."""
+    text = number(v, 4)
+    if len(text) <= width:
+        return text
+    mantissa, exp = f"{v:.1e}".split("e")
+    short = f"{mantissa}e{int(exp)}"
+    return short if len(short) <= width else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def _count(n: float) -> str:
+    """Tokens on the axis: 950, 12.3k, 4.10M, 1.20B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
 
