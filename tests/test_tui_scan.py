@@ -5,13 +5,22 @@ import json
 import math
 import random
 
+import pytest
+
 from engine import rundir
 from engine.growing_file import GrowingFile
+from tuiapp import curve_cache, series as series_mod, tracker as tracker_mod
 from tuiapp.scan import first_step_after, sample, scan
 from tuiapp.series import MAX_BINS, Series
-from tuiapp.tracker import PREVIEW_BYTES, RunTracker
+from tuiapp.tracker import CURVES, PREVIEW_BYTES, RunTracker
 
 from .tui_helpers import demo_events, ev, make_run
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Saved readings (curve_cache) go under TUNETOP_HOME: a private one, never the user's."""
+    monkeypatch.setenv("TUNETOP_HOME", str(tmp_path / "home"))
 
 
 def compact(events) -> bytes:
@@ -23,13 +32,30 @@ def collect(name="loss"):
     return pts, lambda curve, s, v: pts.extend(zip(s, v)) if curve == name else None
 
 
-def test_fast_scan_matches_json_parsing(tmp_path):
+def collect_all():
+    got: dict[str, list] = {}
+    return got, lambda curve, s, v: got.setdefault(curve, []).extend(zip(s, v))
+
+
+def test_fast_scan_matches_json_parsing(tmp_path, monkeypatch):
+    import tuiapp.scan as scan_mod
     events = demo_events(steps=300, total=300)
+    for e in events:
+        if e["type"] == "step":     # values of every shape json.dumps writes: exponents, negatives, ints
+            e.update(lr=3e-5 * e["step"], grad_norm=-0.5 if e["step"] == 7 else 10 ** (e["step"] % 9 - 4),
+                     tokens_seen=e["step"] * 2048)
+    events[40]["lr"] = None          # lr / grad_norm not logged: those steps are left out of that curve only
+    events[41]["grad_norm"] = None
     path = tmp_path / "events.jsonl"
     path.write_bytes(compact(events))
-    pts, sink = collect()
+    # Every chunk here is canonical: the slow path must not be needed.
+    monkeypatch.setattr(scan_mod, "_scan_slow", lambda *a: pytest.fail("slow path taken"))
+    got, sink = collect_all()
     r = scan(path, sink)
-    assert pts == [(e["step"], e["loss"]) for e in events if e["type"] == "step"]
+    steps = [e for e in events if e["type"] == "step"]
+    for curve, key in (("loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"), ("tokens", "tokens_seen")):
+        assert got[curve] == [(e["step"], e[key]) for e in steps if e[key] is not None], curve
+    assert len(got["lr"]) == len(got["grad_norm"]) == 299
     assert [e["type"] for _, e in r.events] == [e["type"] for e in events if e["type"] != "step"]
     assert r.corrupt == 0 and r.offset == path.stat().st_size and r.step_events == 300
     assert [e["step"] for _, e in r.tail_steps] == list(range(237, 301))
@@ -55,7 +81,10 @@ def test_scan_survives_garbage_spacing_torn_lines_and_small_chunks(tmp_path, mon
     assert r.corrupt == 1 and r.torn_tail == lines[5][:30].encode()
 
 
-def test_series_bins_match_brute_force():
+@pytest.mark.parametrize("numpy", [True, False], ids=["numpy", "pure"])
+def test_series_bins_match_brute_force(numpy, monkeypatch):
+    if not numpy:     # the dashboard runs without numpy too: the pure-Python binning must agree
+        monkeypatch.setattr(series_mod, "_np", None)
     random.seed(1)
     s = Series()
     n = 50_000
@@ -76,6 +105,9 @@ def test_series_bins_match_brute_force():
         assert abs(cols[x][0] - mean) < 0.13
     s.add(10, float("nan"))
     assert s.nonfinite == 1
+    t = Series()
+    t.extend(steps[:500] + [500] + steps[501:1000], vals[:500] + [float("inf")] + vals[501:1000])
+    assert t.nonfinite == 1 and t.count == 999
 
 
 def test_series_handles_resumed_runs_and_out_of_order_steps():
@@ -164,3 +196,69 @@ def test_growing_file_opens_at_the_tail_and_skips_the_cut_line(tmp_path):
     long.write_bytes(b"x" * 100)
     g = GrowingFile(long)
     assert g.read(max_bytes=10).lines == [b"x" * 10]            # a line longer than a read still moves on
+
+
+def big_run(tmp_path, name="big"):
+    """A run just past curve_cache.MIN_BYTES: the size where a reattach saves its reading."""
+    events = demo_events(steps=1, total=100_000, end=None)
+    run = make_run(tmp_path, name, None)
+    n = curve_cache.MIN_BYTES // len(compact([events[1]])) + 500
+    body = compact(events[:1]) + b"".join(
+        compact([dict(events[1], step=i, loss=10 - i / n, lr=1e-4 + i * 1e-9, t=1.7e9 + i, tokens_seen=i * 64)])
+        + (compact([ev("eval", 1.7e9 + i, step=i, eval_loss=9 - i / n)]) if i % 1000 == 0 else b"")
+        for i in range(1, n + 1))
+    (run / rundir.EVENTS).write_bytes(body)
+    return run, n
+
+
+def same_view(a, b) -> None:
+    for name in CURVES:
+        assert getattr(a, name).state() == getattr(b, name).state(), name
+    assert a.evals.state() == b.evals.state()
+    assert (a.state.step, a.state.status, a.state.loss, a.avg_rates, a.problems, a.recent) == \
+        (b.state.step, b.state.status, b.state.loss, b.avg_rates, b.problems, b.recent)
+
+
+def test_a_reattach_reads_only_what_was_appended_since_the_last_one(tmp_path, monkeypatch):
+    run, n = big_run(tmp_path)
+    first = RunTracker(run)
+    first.load()
+    assert curve_cache.cache_file(run / rundir.EVENTS).exists()
+    with open(run / rundir.EVENTS, "ab") as f:     # the run went on while no dashboard was open
+        f.write(compact([ev("step", 1.7e9 + n + 1, step=n + 1, total_steps=100_000, loss=0.5, lr=2e-4,
+                            grad_norm=0.1, tokens_seen=(n + 1) * 64),
+                         ev("eval", 1.7e9 + n + 2, step=n + 1, eval_loss=0.4)]))
+    starts = []
+    real_scan = tracker_mod.scan
+    monkeypatch.setattr(tracker_mod, "scan", lambda path, sink, start=0, **kw: (
+        starts.append(start), real_scan(path, sink, start=start, **kw))[1])
+    again = RunTracker(run)
+    again.load()
+    size = (run / rundir.EVENTS).stat().st_size
+    assert starts and size - starts[0] < 500          # only the two appended lines were scanned
+    v = again.view
+    assert (v.state.step, v.loss.count, v.loss.last, v.lr.last, v.tokens.last) == (n + 1, n + 1, 0.5, 2e-4, (n + 1) * 64)
+    assert v.evals.count == n // 1000 + 1 and v.evals.last == 0.4
+    # Exactly what a reader without the saved copy sees.
+    monkeypatch.setattr(tracker_mod, "scan", real_scan)
+    curve_cache.cache_file(run / rundir.EVENTS).unlink()
+    full = RunTracker(run)
+    full.load()
+    same_view(v, full.view)
+
+
+def test_a_saved_reading_of_another_file_is_never_used(tmp_path):
+    run, n = big_run(tmp_path)
+    RunTracker(run).load()
+    events = run / rundir.EVENTS
+    data = bytearray(events.read_bytes())
+    assert data[:7] == b'{"v":1,'
+    data[5:6] = b"2"
+    events.write_bytes(bytes(data))            # rewritten in place: same inode and size, the head differs
+    assert curve_cache.load(events) is None
+    events.write_bytes(compact(demo_events(steps=3, total=20)))   # replaced by a short file
+    t = RunTracker(run)
+    t.load()
+    assert t.view.loss.count == 3 and t.view.state.step == 3
+    curve_cache.cache_file(events).write_text("{not json")            # damaged: ignored, full scan
+    assert curve_cache.load(events) is None

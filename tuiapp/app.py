@@ -121,6 +121,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width, event.size.height)
+        self.call_after_refresh(self._chart_labels)    # the chart's new width decides its subtitle's form
 
     def _layout(self, width: int, height: int) -> None:
         compact = width < COMPACT_W or height < COMPACT_H
@@ -245,8 +246,10 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         """The chart's title (which curve, its legend) and subtitle (the x-axis and the view's switches)."""
         v = v if v is not None else self.focused_view()
         _set(self.chart, "border_title", self.chart.title())
-        _set(self.chart, "border_subtitle",
-             self.chart.subtitle() + (" · sampled, reading…" if v is not None and v.preview else ""))
+        # The border keeps a corner and a space each side; 0 before the first layout (no limit yet).
+        room = self.chart.size.width - 4 if self.chart.size.width else None
+        reading = " · sampled, reading…" if v is not None and v.preview else ""
+        _set(self.chart, "border_subtitle", self.chart.subtitle(room - len(reading) if room else None) + reading)
 
     def _tick(self) -> None:
         """Once a second: what new events changed (at each part's pace), and the clocks of the run in focus."""

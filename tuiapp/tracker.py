@@ -20,7 +20,7 @@ from engine.events import EVENT_TYPES, SCHEMA_VERSION, parse_line
 from engine.growing_file import GrowingFile
 from engine.rundir import RunState
 
-from . import fmt
+from . import curve_cache, fmt
 from .scan import first_step_after, sample, scan, step_points
 from .series import Series
 
@@ -228,7 +228,11 @@ class RunTracker:
             st = os.stat(self.events_path)
         except OSError:
             st = None
-        if st is not None and st.st_size > PREVIEW_BYTES:
+        # What an earlier reattach read (curve_cache): only the bytes after it are scanned, and when those
+        # are few the exact chart comes as fast as a preview would.
+        cached = curve_cache.load(self.events_path) if st is not None and st.st_size >= curve_cache.MIN_BYTES \
+            else None
+        if st is not None and st.st_size - (cached.offset if cached else 0) > PREVIEW_BYTES:
             try:
                 preview = self._preview(st.st_size)
             except OSError:
@@ -240,24 +244,36 @@ class RunTracker:
         data = RunData(self.path)
         offset = 0
         if st is not None:
+            if cached is not None:
+                data.curves.update(cached.curves)
+                data.loss, data.evals = data.curves["loss"], cached.evals
             try:
                 result = scan(self.events_path, lambda name, steps, values: data.curves[name].extend(steps, values),
-                              cancelled=cancelled)
+                              start=cached.offset if cached else 0, cancelled=cancelled, tail_start=0)
             except OSError as exc:
                 data.notes.append(("error", f"cannot read events.jsonl: {exc.strerror or exc}"))
                 result = None
             if cancelled():
                 return
             if result is not None:
+                if cached is not None:
+                    result.events[:0] = cached.events
+                    result.corrupt += cached.corrupt
+                    result.step_events += cached.step_events
                 offset = result.offset
                 data.corrupt = result.corrupt
                 data.torn = bool(result.torn_tail.strip())
-                for _, e in sorted(result.events + result.tail_steps, key=lambda pe: pe[0]):
-                    data.apply(e, chart=e.get("type") != "step")
+                # Evals were binned already when they came from the cache; step events feed the curves
+                # through the scan, never twice.
+                for pos, e in sorted(result.events + result.tail_steps, key=lambda pe: pe[0]):
+                    data.apply(e, chart=e.get("type") != "step" and not (cached and pos < cached.offset))
                 starts = [pos for pos, e in result.events if e.get("type") == "start"]
                 first = first_step_after(self.events_path, starts[-1]) if starts else None
                 if first and _num(first.get("t")) and isinstance(first.get("step"), int):
                     data.seg_first = (first["t"], first["step"], _int(first.get("tokens_seen")))
+                if not cached or offset > cached.offset:
+                    curve_cache.save(self.events_path, offset, data.curves, data.evals, result.events,
+                                     result.corrupt, result.step_events)
         if not self.has_toml:
             data.state.profile = data.state.profile or "?"
         elif not data.state.profile:

@@ -119,18 +119,24 @@ class LossChart(Widget):
         name = dict(METRICS)[self.metric]
         return f"{name} ⠒ train  ◆ eval" if self.metric == "loss" else f"{name} ⠒"
 
-    def subtitle(self) -> str:
-        """The x-axis: steps or tokens seen, the window drawn, and the view's switches."""
+    def subtitle(self, width: int | None = None) -> str:
+        """The x-axis: steps or tokens seen, the window drawn, and the view's switches; in `width` characters
+        when given (a narrow chart drops the spaces and brackets first, then the switches: never the axis)."""
         shown = self.shown
         if shown is None or not shown.count:
             return ""
         lo, hi = self.x_range()
         if self.by_tokens():
             tokens = self.curves["tokens"]
-            where = f"tokens {_count(tokens.at(lo) if lo else 0)} … {_count(tokens.at(hi))}"
+            axis, a, b = "tokens", _count(tokens.at(lo) if lo else 0), _count(tokens.at(hi))
         else:
-            where = f"step {lo} … {hi}" + (" (no tokens_seen)" if self.x_axis == "tokens" else "")
-        return where + (" (recent)" if self.recent else "") + (" · log" if self.log_scale else "")
+            axis, a, b = "step", str(lo), str(hi)
+        note = " (no tokens_seen)" if self.x_axis == "tokens" and axis == "step" else ""
+        full = f"{axis} {a} … {b}{note}" + (" (recent)" if self.recent else "") + (" · log" if self.log_scale else "")
+        if width is None or len(full) <= width:
+            return full
+        short = f"{axis} {a}…{b}{note}" + (" recent" if self.recent else "") + (" log" if self.log_scale else "")
+        return short if len(short) <= width else f"{axis} {a}…{b}"
 
     def render(self) -> Text:
         text = self._render_chart()
@@ -232,10 +238,10 @@ class LossChart(Widget):
 
 
 def _label(v: float, width: int = AXIS_W - 2) -> str:
-    """An axis label that fits its column: 6.226, 0.3100, 2.0e-4 (a learning rate), 1.2e+3."""
-    text = number(v, 4)
-    if len(text) <= width:
-        return text
+    """An axis label that fits its column: 6.226, 0.0763, 0.0002 (a learning rate), 1.5e-5, 1.2e7."""
+    for text in (number(v, 4), f"{v:.4g}", f"{v:.3g}", f"{v:.2g}"):
+        if len(text) <= width:
+            return text
     mantissa, exp = f"{v:.1e}".split("e")
     short = f"{mantissa}e{int(exp)}"
     return short if len(short) <= width else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
