@@ -85,6 +85,17 @@ class RunState:
     last_step: dict | None = None
     last_step_t: float | None = None  # time of the latest step event of the current segment
     backoffs: int = 0
+    # Several processes (the latest start event; engine/train/distributed_setup.py writes them). One process:
+    # world_size 1 and strategy "single" (or "" in events written before issue 13).
+    world_size: int = 1
+    nodes: int = 1
+    strategy: str = ""
+    strategy_reason: str = ""
+    # Every rank's memory from the step events' memory_ranks: ((rank, CUDA peak, RSS), ...) sorted by rank,
+    # the CUDA peak the highest seen this segment, RSS the latest. A new tuple each time (never mutated), so
+    # the dashboard's shallow copy of this state stays unchanged while the worker folds on.
+    rank_memory: tuple = ()
+    last_oom_rank: int | None = None   # the rank that ran out of memory in the latest backoff (several ranks)
     warnings: list[str] = field(default_factory=list)
     alive: bool = False
     alive_since: float | None = None   # the live engine's process start time (verified pid)
@@ -115,6 +126,11 @@ class RunState:
             for key in ("profile", "model", "method", "total_steps", "micro_batch", "grad_accum"):
                 if e.get(key) is not None:
                     setattr(self, key, e[key])
+            self.world_size = max(1, _int(e.get("world_size"), 1))
+            self.nodes = max(1, _int(e.get("nodes"), 1))
+            self.strategy = e["strategy"] if isinstance(e.get("strategy"), str) else ""
+            self.strategy_reason = e["strategy_reason"] if isinstance(e.get("strategy_reason"), str) else ""
+            self.rank_memory = ()    # this segment's ranks (a resume may have another world size)
         elif kind == "step":
             self.last_step = e
             self.last_step_t = t
@@ -125,6 +141,8 @@ class RunState:
             self.loss = _float(e.get("loss"), self.loss)
             self.lr = _float(e.get("lr"), self.lr)
             self.epoch = _float(e.get("epoch"), self.epoch)
+            if isinstance(e.get("memory_ranks"), list):
+                self.rank_memory = _fold_ranks(self.rank_memory, e["memory_ranks"])
         elif kind == "eval":
             self.eval_loss = _float(e.get("eval_loss"), self.eval_loss)
         elif kind == "backoff":
@@ -132,6 +150,7 @@ class RunState:
             after = e.get("after") if isinstance(e.get("after"), dict) else {}
             self.micro_batch = after.get("micro_batch", self.micro_batch)
             self.grad_accum = after.get("grad_accum", self.grad_accum)
+            self.last_oom_rank = _int(e.get("oom_rank"), None)
         elif kind == "log" and e.get("level") in ("warning", "error"):
             self.warnings.append(str(e.get("message", "")))
         elif kind == "end":
@@ -139,6 +158,25 @@ class RunState:
             self.step = _int(e.get("step"), self.step)
         if t is not None:
             self.last_t = t
+
+    @property
+    def distributed(self) -> bool:
+        """Several processes, or one process over several GPUs (model_parallel)."""
+        return self.world_size > 1 or self.strategy == "model_parallel"
+
+    @property
+    def fullest_rank(self) -> tuple[int, int, str] | None:
+        """(rank, bytes, "cuda" or "rss") of the rank holding the most memory: the CUDA peak where the ranks
+        report one, else the resident set (CPU processes)."""
+        cuda = [(peak, rank) for rank, peak, _ in self.rank_memory if peak is not None]
+        if cuda:
+            peak, rank = max(cuda)
+            return rank, peak, "cuda"
+        rss = [(size, rank) for rank, _, size in self.rank_memory if size is not None]
+        if rss:
+            size, rank = max(rss)
+            return rank, size, "rss"
+        return None
 
     @property
     def status(self) -> str:
@@ -256,6 +294,20 @@ class RunState:
         if self.status == "stalled" and self.since_last_step_s is not None:
             return f"no step for {self.since_last_step_s:.0f}s"
         return ""
+
+
+def _fold_ranks(before: tuple, reported: list) -> tuple:
+    """The per-rank figures after one step event's memory_ranks ([{rank, cuda_peak?, rss?}, ...])."""
+    known = {rank: (peak, rss) for rank, peak, rss in before}
+    for m in reported:
+        if not isinstance(m, dict) or _int(m.get("rank"), None) is None:
+            continue
+        old_peak, old_rss = known.get(m["rank"], (None, None))
+        peak = _int(m.get("cuda_peak"), None)
+        if peak is not None and old_peak is not None:
+            peak = max(peak, old_peak)
+        known[m["rank"]] = (peak if peak is not None else old_peak, _int(m.get("rss"), old_rss))
+    return tuple((rank, *known[rank]) for rank in sorted(known))
 
 
 def _int(v, default):

@@ -191,6 +191,31 @@ def test_auto_micro_batch_picks_what_fits_and_the_cache_starts_there(tmp_path):
     assert "started from the fit cache" in runs[1] and runs[1].endswith(f"rows: {expected} fits)")
 
 
+@pytest.mark.slow
+def test_two_ranks_agree_on_the_auto_micro_batch(tmp_path):
+    """micro_batch = "auto" under DDP (2 CPU ranks, gloo) where only rank 1 is "small" (the token fault limited
+    to rank 1): the ranks search together, so both train at the size that fits rank 1, with no hang."""
+    limit = 200
+    lengths = longest_rows_tokens()
+    expected = max(r for r in (8, 4, 2, 1) if r * lengths[0] <= limit)
+    assert expected < 8        # rank 0 alone would take the whole batch
+    home = tmp_path / "home"
+    path = profile(tmp_path, max_steps=1, micro_batch="auto", effective_batch=8, save_steps=100)
+    run_dir = new_run(path, home)
+    result = run_ddp(run_dir, engine_env(home, TUNETOP_FAULT_OOM_TOKENS=limit, TUNETOP_FAULT_OOM_RANK=1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    evs = read_events(run_dir)
+    start = next(e for e in evs if e["type"] == "start")
+    note = next(e["message"] for e in evs if e["type"] == "log" and "auto" in e["message"])
+    print(f"\n  {note}")
+    assert start["world_size"] == 2 and start["micro_batch"] == expected and start["grad_accum"] == 8 // expected
+    assert start["effective_batch"] == 16
+    assert [e["step"] for e in evs if e["type"] == "step"] == [1]
+    # Every rank says the size it settled on (engine.log): the same on both.
+    settled = [line for line in result.stderr.splitlines() if 'micro_batch = "auto": ' in line]
+    assert len(settled) == 2 and all(f"{expected} rows per pass" in line for line in settled), settled
+
+
 def run_ddp(run_dir, env, timeout=600):
     import os
     import subprocess
@@ -217,7 +242,13 @@ def test_two_ranks_decide_together(tmp_path):
     backoffs = [e for e in evs if e["type"] == "backoff"]
     print("\n".join(f"  rank 0 wrote: {e['message']}" for e in backoffs))
     assert [(e["step"], e["action"]) for e in backoffs] == [(3, "split")]
-    assert "on another rank" in backoffs[0]["message"] and "effective batch 16 kept" in backoffs[0]["message"]
+    # Rank 0 writes the event, and it names the rank that ran out and what every rank does now.
+    b = backoffs[0]
+    assert "on rank 1" in b["message"] and "effective batch 16 kept" in b["message"], b["message"]
+    assert b["oom_rank"] == 1 and b["oom_ranks"] == [1]
+    assert [(r["rank"], r["oom"], r["micro_batch"], r["grad_accum"]) for r in b["ranks"]] == \
+        [(0, False, b["after"]["micro_batch"], b["after"]["grad_accum"]),
+         (1, True, b["after"]["micro_batch"], b["after"]["grad_accum"])]
     ref = steps(read_events(clean_dir))
     got = steps(evs)
     assert sorted(got) == [1, 2, 3, 4]

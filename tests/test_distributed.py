@@ -224,6 +224,13 @@ def test_stop_kill_rank1_and_resume_reproduce_the_uninterrupted_run(home_dir, dd
     assert rundir.last_checkpoint(run_dir).name == f"checkpoint-{stopped_at}"
     backoffs = [e for e in all_events(run_dir) if e["type"] == "backoff"]
     assert backoffs and backoffs[0]["step"] == 2, backoffs
+    # The event names the rank that ran out and what every rank did (the same split on both).
+    first = backoffs[0]
+    assert first["oom_rank"] == 1 and "out of memory on rank 1" in first["message"], first
+    assert [(r["rank"], r["oom"]) for r in first["ranks"]] == [(0, False), (1, True)]
+    assert {r["micro_batch"] for r in first["ranks"]} == {first["after"]["micro_batch"]}
+    assert state.last_oom_rank == 1 and state.world_size == 2 and state.strategy == "ddp"
+    assert [rank for rank, _, rss in state.rank_memory if rss] == [0, 1]
 
     out = run_cli("resume", "--detach", run_dir.name, env={**FAST_TEARDOWN, "TUNETOP_FAULT_SLOW_STEP_S": "1"})
     assert out.returncode == 0, out.stderr

@@ -47,8 +47,15 @@ def test_bad_combinations_name_the_field(distributed, field, words):
 def test_strategy_the_optimizer_or_batch_cannot_use_is_refused():
     text = problem({"strategy": "fsdp", "processes": 2}, training={"optimizer": "paged_adamw_8bit"})
     assert "training.optimizer: paged_adamw_8bit cannot be sharded" in text and "adamw_torch" in text
-    text = problem({"processes": 2}, training={"micro_batch": "auto"})
-    assert "training.micro_batch" in text and "set a number" in text
+    # micro_batch = "auto": the ranks search together under DDP (tests/test_distributed.py runs it); FSDP cannot
+    # split a batch, so there it is refused by the validator, and at launch when "auto" picks fsdp.
+    assert profile({"processes": 2}, training={"micro_batch": "auto"}).training.micro_batch == "auto"
+    text = problem({"strategy": "fsdp", "processes": 2}, training={"micro_batch": "auto"})
+    assert "training.micro_batch: " in text and 'strategy = "fsdp" cannot' in text and 'strategy = "ddp"' in text
+    with pytest.raises(LayoutError) as info:
+        resolve(profile({"gpus": "0,1"}, training={"micro_batch": "auto"}), gpu_count=2, fits_one_gpu=lambda: False)
+    assert str(info.value).startswith("training.micro_batch: ") and "fsdp" in str(info.value)
+    assert 'strategy = "ddp"' in info.value.hint
 
 
 def test_effective_batch_counts_every_process():

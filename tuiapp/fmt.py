@@ -112,7 +112,21 @@ def backoff_text(e: dict) -> str:
     where = "before step 1" if step == 0 else f"at step {step}"
     for prefix in (where + ": ", f"step {step}: "):
         why = why.removeprefix(prefix)       # the engine's message may begin with where it happened
-    return f"backoff {where}: " + "; ".join(filter(None, [", ".join(changes), why]))
+    # Several processes: which rank ran out (the engine's message says so too; older or terse events may not),
+    # and each rank's new micro-batch when they are not all the same.
+    ranks = [r for r in e.get("ranks") or [] if isinstance(r, dict)] if isinstance(e.get("ranks"), list) else []
+    oom = e.get("oom_ranks") if isinstance(e.get("oom_ranks"), list) else (
+        [e["oom_rank"]] if isinstance(e.get("oom_rank"), int) else [])
+    who = ""
+    if oom and len(ranks) != 1:
+        who = f"rank {oom[0]}" if len(oom) == 1 else "ranks " + ", ".join(map(str, oom))
+        if who in why:
+            who = ""
+    sizes = {r.get("rank"): r.get("micro_batch") for r in ranks}
+    apart = ", ".join(f"rank {k} {v}" for k, v in sizes.items()) if len(set(sizes.values())) > 1 else ""
+    return f"backoff {where}: " + "; ".join(filter(None, [
+        ", ".join(changes), f"out of memory on {who}" if who else "", why,
+        f"micro-batch per rank: {apart}" if apart else ""]))
 
 
 def _on(v) -> str:

@@ -127,11 +127,16 @@ def problems(p: Profile) -> list[Problem]:
         if p.world_size == 1:
             out.append(Problem("distributed.strategy", "fsdp shards over several processes, but this layout has one",
                                'list several GPUs (gpus = "0,1"), set processes, or use strategy = "auto"'))
-    if p.training.micro_batch == "auto" and (p.world_size or 2) > 1 and d.strategy != "model_parallel":
-        out.append(Problem("training.micro_batch",
-                           '"auto" is decided by a probe in one process; several processes would each pick their own',
-                           "set a number (`tunetop estimate PROFILE` suggests one per GPU), or train on one GPU"))
+    if p.training.micro_batch == "auto" and d.strategy == "fsdp":
+        out.append(Problem("training.micro_batch", AUTO_FSDP, AUTO_FSDP_FIX))
     return out
+
+
+# micro_batch = "auto" picks how many row-chunks each batch runs as (engine/train/probe.py); under DDP the
+# ranks search together. FSDP reduces its gradients itself, so a batch cannot be split exactly there.
+AUTO_FSDP = '"auto" splits each batch into row-chunks, which strategy = "fsdp" cannot do exactly'
+AUTO_FSDP_FIX = ('set a number (`tunetop estimate PROFILE --gpus N --strategy fsdp` shows the peak per GPU), '
+                 'or use strategy = "ddp"')
 
 
 def endpoint_problem(endpoint: str) -> str | None:
@@ -195,6 +200,8 @@ def resolve(p: Profile, gpu_count: int | None, *, per_gpu_bytes: int | None = No
         n = 1
     elif n * d.nnodes == 1:
         strategy, reason = "single", "one process"
+    if strategy == "fsdp" and p.training.micro_batch == "auto":
+        raise LayoutError(f"training.micro_batch: {AUTO_FSDP} ({reason})", AUTO_FSDP_FIX)
     if strategy == "fsdp" and p.training.optimizer in FSDP_INCOMPATIBLE_OPTIMIZERS:
         raise LayoutError(f'training.optimizer = "{p.training.optimizer}" cannot be sharded by fsdp '
                           f"({reason})", 'use optimizer = "adamw_torch", or strategy = "ddp"')

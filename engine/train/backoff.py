@@ -182,7 +182,8 @@ def step_label(step: int) -> str:
 
 
 def oom_text(memory: int | None, where: str = "") -> str:
-    inside = f" on {where}" if where == "another rank" else f" in {where}" if where else ""
+    on = where == "another rank" or where.startswith(("rank ", "ranks "))
+    inside = f" on {where}" if on else f" in {where}" if where else ""
     return f"out of memory{inside}" + (f" ({gib(memory)} in use)" if memory else "")
 
 

@@ -14,7 +14,8 @@ Out of memory (the backoff tests):
                                    backward by default (after part of the gradients were written) or in
                                    the forward; once per step and process. STEP:always fails every
                                    attempt at that step (the ladder runs out).
-  TUNETOP_FAULT_OOM_RANK=R         limits the step faults above to rank R.
+  TUNETOP_FAULT_OOM_RANK=R         limits the step faults and TUNETOP_FAULT_OOM_TOKENS to rank R (a
+                                   smaller GPU on one rank).
   TUNETOP_FAULT_OOM_OPTIMIZER=6    an OOM inside the optimizer step of step 6 (not retryable in-step:
                                    the engine relaunches itself); only in a process that was not relaunched.
 
@@ -150,7 +151,8 @@ class OOMFaultsMixin:
         import torch
         ids = inputs["input_ids"]
         limit = oom_token_limit(model.training)
-        if limit is not None and ids.numel() > limit:
+        rank = env_int(OOM_RANK)
+        if limit is not None and ids.numel() > limit and (rank is None or rank == self.args.process_index):
             raise torch.OutOfMemoryError(
                 f"simulated by {OOM_TOKENS if model.training else OOM_EVAL_TOKENS}={limit}: chunk of "
                 f"{ids.shape[0]} x {ids.shape[1]} = {ids.numel()} tokens")

@@ -11,6 +11,10 @@ as they were. The evaluation batch is probed the same way (forward only).
 micro_batch = "auto": the dataloader holds the whole effective batch (per device) and the search picks how
 many row-chunks it runs as: it starts from the fit cache, else from the VRAM estimate (GPU), else from the
 whole batch, goes down until the worst case fits and up while the next size is not known to fail.
+Under DDP every rank searches together: rank 0's starting point is broadcast, each attempt fails on every
+rank when it fails on one, and the chosen split is all-reduced (MAX split = MIN rows per pass), so all
+ranks train at the same size, the largest that fits on every GPU. (FSDP cannot split a batch: refused by
+the validator and the launch layout.)
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import torch
 
 from .. import fitcache
 from . import backoff as bk
+from .backoff_ranks import RankReport
 from .backoff_split import (SideEffects, device_name_and_memory, on_cuda, release, rng_state, set_rng_state,
                             split_refusal, truncate, units)
 
@@ -165,6 +170,9 @@ class ProbeMixin:
     def _probe_climb(self, failure, batch, num_items) -> None:
         bo = self.bo
         before = bo.settings()
+        ranks = RankReport.gather(self.args.process_index, failure)   # several ranks: who ran out
+        if ranks is not None:
+            failure = ranks.merged(failure)
         self._record_fit(fails=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
         rung = bk.next_rung(bo, max_split=min(bo.micro_batch, units(batch)),
                             refusal=split_refusal(self, batch, num_items), allow_shorter=self.allow_shorter)
@@ -173,35 +181,34 @@ class ProbeMixin:
         if rung.action == "gradient_checkpointing":
             self._set_gc(True)
         after = bo.settings()
-        message = (f"before step 1: the probe ran {bk.oom_text(failure.memory)} on the {bo.micro_batch} longest "
-                   f"rows; {bk.change_text(before, after, bo.effective_batch)}")
+        where = ranks.where({"backward": "in the backward pass"}) if ranks is not None else ""
+        extra = ranks.fields(self.args.process_index, after, bo.split) if ranks is not None else {}
+        message = (f"before step 1: the probe ran {bk.oom_text(failure.memory, where)} on the {bo.micro_batch} "
+                   f"longest rows; {bk.change_text(before, after, bo.effective_batch)}")
         if rung.note:
             message += f" ({rung.note})"
         if not failure.released:
             message += " (memory did not come back after the attempt: climbing instead of retrying)"
         self._emit(0, "oom_probe", rung.action, before, after, message, error=failure.error, phase=failure.phase,
-                   memory=failure.memory)
+                   memory=failure.memory, **extra)
 
     def _auto_search(self, batch, num_items) -> None:
         """micro_batch = "auto": the largest rows-per-pass whose worst case fits."""
         bo = self.bo
         splits = _splits(bo.micro_batch)
-        known = fitcache.lookup(self._fit_key, bo.gradient_checkpointing) if self._fit_key else \
-            {"fits": None, "fails": None}
-        if self._fit_key and not bo.gradient_checkpointing and known["fails"] == 1:
-            bo.gradient_checkpointing = True
-            self._set_gc(True)
-            known = fitcache.lookup(self._fit_key, True)
 
         def rows(k):
             return math.ceil(bo.micro_batch / k)
 
+        known, start, origin, checkpointing = _agreed(self._auto_plan(splits, rows))
+        if checkpointing and not bo.gradient_checkpointing:
+            bo.gradient_checkpointing = True
+            self._set_gc(True)
         failed: list[int] = [known["fails"]] if known["fails"] is not None else []
 
         def known_to_fail(k):
             return bool(failed) and rows(k) >= min(failed)
 
-        start, origin = self._auto_start(splits, known, rows)
         i = splits.index(start)
         tried: list[str] = []
         while True:
@@ -225,13 +232,26 @@ class ProbeMixin:
                 self._record_fit(fails=rows(splits[i - 1]), gradient_checkpointing=bo.gradient_checkpointing)
                 break
             i -= 1
-        bo.split = bo.floor_split = splits[i]
+        # Every attempt above was collective (an OOM on any rank fails it on all), so the ranks arrive at the
+        # same size; the all-reduce makes it so by construction: the smallest rows per pass of any rank.
+        bo.split = bo.floor_split = _max_over_ranks(splits[i], self.args.device)
         self._record_fit(fits=bo.rows_per_pass, gradient_checkpointing=bo.gradient_checkpointing)
         s = bo.settings()
         checkpointing = ", gradient checkpointing on" if bo.gradient_checkpointing else ""
         self._log(f"micro_batch = \"auto\": {s['micro_batch']} rows per pass x accumulation {s['grad_accum']} = "
                   f"effective batch {bo.effective_batch}{checkpointing}"
                   f" (started from {origin}; on the {bo.micro_batch} longest rows: {', '.join(tried)})")
+
+    def _auto_plan(self, splits, rows) -> tuple[dict, int, str, bool]:
+        """(what the fit cache knows, the split to start from, where it came from, checkpointing needed)."""
+        bo = self.bo
+        checkpointing = bo.gradient_checkpointing
+        known = fitcache.lookup(self._fit_key, checkpointing) if self._fit_key else {"fits": None, "fails": None}
+        if self._fit_key and not checkpointing and known["fails"] == 1:
+            checkpointing = True
+            known = fitcache.lookup(self._fit_key, True)
+        start, origin = self._auto_start(splits, known, rows)
+        return known, start, origin, checkpointing
 
     def _auto_start(self, splits, known, rows):
         if known["fits"] is not None:
@@ -326,6 +346,27 @@ class ProbeMixin:
                             gradient_checkpointing=s["gradient_checkpointing"], max_seq_len=s["max_seq_len"])
                 if self.bo.split > 1:
                     info["split"] = self.bo.split
+
+
+def _agreed(plan: tuple) -> tuple:
+    """Several ranks: rank 0's plan for the search, on every rank. Each rank's fit cache and GPU may say
+    something else, and a rank starting elsewhere would run different attempts: their collectives would
+    pair up wrongly and hang. From the same start, every attempt fails or fits on all ranks together."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return plan
+    box = [plan]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _max_over_ranks(value: int, device) -> int:
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def _checkpoint_step(checkpoint) -> int:

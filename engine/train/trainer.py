@@ -31,6 +31,7 @@ from .backoff_split import (Failure, GradSnapshot, PeerFailed, SideEffects, all_
                             scale_grads, set_rng_state, snapshot_limit, split_refusal, sum_ranks, truncate,
                             truncate_in_place, units)
 from .. import checkpoints as ck
+from .backoff_ranks import RankReport
 from .checkpointing import CheckpointMixin
 from .eval_backoff import EvalBackoffMixin
 from .faults import OOMFaultsMixin
@@ -178,6 +179,9 @@ class TunetopTrainer(ProbeMixin, EvalBackoffMixin, CheckpointMixin, OOMFaultsMix
     def _after_failure(self, failure: Failure, inputs, num_items):
         """Climb one rung (or relaunch when the step cannot be retried here). Returns the inputs to retry."""
         step = self.state.global_step + 1
+        ranks = RankReport.gather(self.args.process_index, failure)   # several ranks: decide together
+        if ranks is not None:
+            failure = ranks.merged(failure)
         if not failure.restored:
             raise self._relaunch_request(step, failure, "the backward pass",
                                          "the gradients written before it could not be restored in-step")
@@ -202,6 +206,10 @@ class TunetopTrainer(ProbeMixin, EvalBackoffMixin, CheckpointMixin, OOMFaultsMix
             inputs, num_items = self._shorten_window(inputs, num_items)
         after = self.bo.settings()
         where = {"backward": "the backward pass", "another rank": "another rank"}.get(failure.phase, "")
+        extra = {}
+        if ranks is not None:
+            where = ranks.where({"backward": "in the backward pass"})
+            extra = ranks.fields(self.args.process_index, after, self.bo.split)
         message = (f"{bk.step_label(step)}: {bk.oom_text(failure.memory, where)}; "
                    f"{bk.change_text(before, after, self.bo.effective_batch)}")
         if rung.note:
@@ -211,7 +219,7 @@ class TunetopTrainer(ProbeMixin, EvalBackoffMixin, CheckpointMixin, OOMFaultsMix
             message += (f" (lora_dropout = {self._dropout()}: the chunks draw their own dropout masks, so the "
                         "gradient equals the unsplit one in distribution, not bit for bit)")
         self._emit(step, "oom", rung.action, before, after, message, error=failure.error, phase=failure.phase,
-                   memory=failure.memory)
+                   memory=failure.memory, **extra)
         return inputs, num_items
 
     def _dropout(self) -> float:

@@ -62,7 +62,9 @@ class RunSummary(Widget):
         model = Path(s.model).name if s.model and s.model.startswith("/") else (s.model or "?")
         model = model if len(model) <= w // 2 else Path(model).name
         where = " ".join(x for x in (d.device, d.precision) if x)
-        lines.append(Content(" · ".join(x for x in (model, s.method, where) if x)))
+        # Several processes: the strategy and world size right here, where a short panel (80x24) still shows them.
+        layout = f"{s.strategy or 'distributed'}×{s.world_size}" if s.distributed else ""
+        lines.append(Content(" · ".join(x for x in (model, s.method, where, layout) if x)))
         if not d.loaded and not d.preview:
             lines.append(Content.styled("loading events…", "$text-muted"))
             return [line.truncate(w, ellipsis=True) for line in lines]
@@ -92,11 +94,16 @@ class RunSummary(Widget):
         if s.micro_batch is not None and s.grad_accum is not None:
             eff = d.effective_batch or s.micro_batch * s.grad_accum
             batch = f"batch {s.micro_batch}×{s.grad_accum} = {eff}"
-        if d.cuda_peak is not None:
+        fullest = s.fullest_rank if s.distributed else None
+        if fullest is not None:      # the fullest GPU is the one that runs out first
+            rank, size, kind = fullest
+            batch += f" · {'peak' if kind == 'cuda' else 'RSS'} {fmt.size(size)} rank {rank}"
+        elif d.cuda_peak is not None:
             batch += f" · VRAM peak {fmt.size(d.cuda_peak)}"
         elif d.rss is not None:
             batch += f" · RSS {fmt.size(d.rss)}"
         lines.append(Content(batch))
+        lines += _layout_lines(s, w, compact=self.max_notes <= 2)
         backoffs = s.backoffs
         notes = list(d.notes)[-self.max_notes:]
         if backoffs:
@@ -109,6 +116,31 @@ class RunSummary(Widget):
         return out
 
 
+def _layout_lines(s, width: int, compact: bool) -> list[Content]:
+    """Several processes (or GPUs): the layout, why that strategy, and the fullest rank's memory. Nothing for
+    one process, so single-process runs look as they always did."""
+    if not s.distributed:
+        return []
+    nodes = f" · {s.nodes} nodes" if s.nodes > 1 else ""
+    head = Content.assemble((s.strategy or "distributed", "bold"), f" · world size {s.world_size}{nodes}")
+    out = []
+    why = s.strategy_reason
+    if compact:     # the model line says strategy×world already; one line more at most
+        return [(head + Content.styled(f" · {why}" if why else "", "$text-muted")).truncate(width, ellipsis=True)]
+    out.append(head.truncate(width, ellipsis=True))
+    if why:
+        out += _wrap(f"why: {why}", width, "$text-muted", indent=2)
+    fullest = s.fullest_rank
+    if fullest is not None:
+        rank, size, kind = fullest
+        what = "GPU peak" if kind == "cuda" else "RSS"
+        sizes = [peak if kind == "cuda" else rss for _, peak, rss in s.rank_memory]
+        sizes = [x for x in sizes if x is not None]
+        spread = f" (lowest {fmt.size(min(sizes))})" if len(sizes) > 1 and min(sizes) != size else ""
+        missing = f" · {len(sizes)} of {s.world_size} ranks reported" if len(sizes) < s.world_size else ""
+        out.append(Content.assemble(f"fullest rank {rank}: {what} ", (fmt.size(size), "bold"), spread, missing)
+                   .truncate(width, ellipsis=True))
+    return out
 
 
 def _wrap(text: str, width: int, style: str, indent: int = 0) -> list[Content]:
