@@ -12,11 +12,13 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Select, Static
 
+from engine.distributed.layout_estimate import LayoutEstimate, layout_estimate
 from engine.plan import FitCheck, GpuCard, check_profile, common_cards, count_text, gib
 from engine.plan.report import label_of, rule_text
 from engine.profile import Profile
 
 from .form import ChoiceField
+from .layout_picker import LayoutPicker, layout_lines
 
 DETECTED = "detected"
 DEFAULT_CARD = "RTX 4090 24 GB"
@@ -30,10 +32,12 @@ class EstimatePanel(VerticalScroll):
         self.detected: list[GpuCard] = []
         self.detect_note: str | None = "looking for GPUs…"
         self.result: FitCheck | None = None
+        self.placed: LayoutEstimate | None = None   # the [distributed] layout's per-GPU figures (None: one device)
         self._profile: Profile | None = None
 
     def compose(self) -> ComposeResult:
         yield ChoiceField(self._options(), value=DEFAULT_CARD, allow_blank=False, id="gpu-pick", compact=True)
+        yield LayoutPicker(id="layout-picker")
         yield Static("", id="estimate-body")
 
     def _options(self) -> list[tuple[str, str]]:
@@ -45,6 +49,7 @@ class EstimatePanel(VerticalScroll):
         pick = self.query_one("#gpu-pick", Select)
         pick.set_options(self._options())
         pick.value = DETECTED if cards else DEFAULT_CARD
+        self.query_one(LayoutPicker).set_cards(cards)
         self.refresh_estimate()
 
     def cards(self) -> list[GpuCard]:
@@ -54,28 +59,35 @@ class EstimatePanel(VerticalScroll):
         return [c for c in common_cards() if c.name == choice] or common_cards()[:1]
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id != "gpu-pick":
+            return
         event.stop()
         self.refresh_estimate()
 
     def show(self, profile: Profile) -> None:
         self._profile = profile
+        self.query_one(LayoutPicker).sync(profile.distributed.gpus, profile.distributed.strategy)
         self.refresh_estimate()
 
     def wait_for(self, problem: str) -> None:
         """A value the estimate needs is refused in the form: say so, rather than estimate with a default."""
-        self._profile = self.result = None
+        self._profile = self.result = self.placed = None
         self._update(Content.assemble(("the estimate waits for ", "bold $warning"), problem))
 
     def refresh_estimate(self) -> None:
         if self._profile is None:
             return
         try:
-            self.result = check_profile(self._profile, self.cards())
+            self.result = fc = check_profile(self._profile, self.cards())
+            detected = self.query_one("#gpu-pick", Select).value == DETECTED and bool(self.detected)
+            self.placed = layout_estimate(self._profile, fc.estimate, fc.model.config, self.cards(),
+                                          detected=detected, precision=fc.precision,
+                                          double_quant=fc.settings.double_quant)
         except Exception as exc:   # the panel must never take the form down
-            self.result = None
+            self.result = self.placed = None
             self._update(Content(f"estimate failed: {exc}"))
             return
-        self._update(render(self.result, self._profile, self._gpu_line()))
+        self._update(render(self.result, self._profile, self._gpu_line(), self.placed))
 
     def _update(self, content: Content) -> None:
         key = (content.plain, tuple(content.spans))
@@ -90,9 +102,14 @@ class EstimatePanel(VerticalScroll):
         return f"{self.detect_note}: estimating for {picked} (the card picked above)"
 
 
-def render(fc: FitCheck, profile: Profile, gpu_note: str | None) -> Content:
+def render(fc: FitCheck, profile: Profile, gpu_note: str | None, layout: LayoutEstimate | None = None) -> Content:
     parts: list[Content] = []
     line = parts.append
+    # Several GPUs (or one picked by index): the chosen layout's per-GPU figures first; the lines after it
+    # are the single-GPU estimate each strategy starts from.
+    if layout is not None:
+        parts += layout_lines(layout)
+        line(Content.styled("one process on one GPU:", "$text-muted"))
     # The verdict per card first: what the panel is for, visible even when the panel is short (80x24).
     for g in fc.gpus:
         bar = _bar(g.share)

@@ -29,6 +29,7 @@ from . import session
 from .dialogs import BuilderHelp, CapacityScreen, ChoiceScreen, NameScreen
 from .estimate_panel import EstimatePanel
 from .form import ChoiceField, ProfileForm
+from .layout_picker import LayoutPicker
 from .preview_panel import PreviewPanel
 from .toml_update import has_comments
 
@@ -169,6 +170,15 @@ class RunBuilderScreen(Screen[Path | None]):
                                            yes="Open"), answer)
 
     # -- live checks -------------------------------------------------------------------------------------------
+
+    def on_layout_picker_picked(self, event: LayoutPicker.Picked) -> None:
+        """GPUs or a strategy chosen in the VRAM panel: they are the form's [distributed] fields, set there so
+        that validation, the estimate, the unsaved-edits mark and saving treat them as typed values."""
+        event.stop()
+        for key, value in event.values.items():
+            row = self.form.rows.get(("distributed", key))
+            if row is not None and row.get() != value:
+                row.set(value)
 
     @property
     def dirty(self) -> bool:
@@ -394,7 +404,15 @@ class RunBuilderScreen(Screen[Path | None]):
         lines = [f"Launch a detached run of {profile.name}?", f"model: {profile.model.name_or_path}",
                  fc.settings.describe() if fc else ""]
         lines.append(self._where_it_runs(profile))
-        if fc and fc.available and fc.gpus:
+        le = self.estimate.placed
+        if le is not None and le.layout is not None:
+            lines.append(f"layout: {le.layout.describe()}")
+        if le is not None and le.verdicts:
+            planned = " (the card picked for planning, not this machine)" if le.planned else ""
+            lines.append("estimate per GPU: " + ", ".join(
+                f"GPU {i} {c.name} {v}" for i, c, v in zip(le.layout.gpus or range(len(le.cards)), le.cards,
+                                                           le.verdicts)) + planned)
+        elif fc and fc.available and fc.gpus:
             planned = "" if self.estimate.detected else " (the card picked for planning, not this machine)"
             lines.append("estimate: " + ", ".join(f"{g.card.name} {g.verdict}" for g in fc.gpus) + planned)
         elif fc and not fc.available:
