@@ -353,6 +353,21 @@ def delete(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
+def disk_use(path: Path) -> int:
+    """Bytes on disk under a folder (0 when it is missing); a file that vanishes mid-walk is skipped."""
+    total = 0
+    try:
+        for p in Path(path).rglob("*"):
+            try:
+                if p.is_file() and not p.is_symlink():
+                    total += p.stat().st_size
+            except OSError:
+                continue
+    except OSError:
+        return total
+    return total
+
+
 __all__ = ["RunError", "RunState", "ACTIVE", "is_alive", "verified_pid", "record_segment", "create", "read_state",
            "list_runs", "resolve", "alive_pid", "write_pid", "read_pid", "last_checkpoint", "delete", "load_profile",
-           "hung_after_s", "stall_min_s", "heartbeat_time", "has_output"]
+           "hung_after_s", "stall_min_s", "heartbeat_time", "has_output", "disk_use"]

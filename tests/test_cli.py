@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from engine import events, rundir
 
-from .helpers import TINY_MODEL, run_cli
+from .helpers import ROOT, TINY_MODEL, run_cli
 
 
 def fails(result, *needles, code=2):
@@ -206,3 +208,24 @@ def test_profiles_say_which_are_bundled_and_which_shadow_one(home, tmp_path):
     rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
     assert "yours, shadows bundled" in rows["demo"] and "my demo" in rows["demo"], out.stdout
     assert " yours " in rows["mine"] and "bundled" in rows["llama3.2-3b-lora"], out.stdout
+
+
+# Modules `tunetop --help` and `tunetop ls` have no use for: the estimate, the data readers, reports, the
+# launcher, torchrun planning, notifications, the dashboard, torch. Loading them cost --help 85 ms.
+_NOT_NEEDED = ("engine.estimate", "engine.plan", "engine.data", "engine.report", "engine.launch",
+               "engine.distributed", "engine.notify", "engine.userconfig", "engine.profile.preflight",
+               "textual", "torch")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ls"], ["ls", "--status", "completed"]])
+def test_help_and_ls_import_only_what_they_use(home, argv):
+    probe = ("import sys, contextlib, io\nfrom tuiapp import cli\n"
+             "with contextlib.redirect_stdout(io.StringIO()): code = cli.main(sys.argv[1:])\n"
+             "print(code, ' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    code, loaded = out.split(" ", 1)
+    assert code == "0"
+    loaded_set = set(loaded.split())
+    heavy = sorted(m for m in loaded_set if any(m == n or m.startswith(n + ".") for n in _NOT_NEEDED))
+    assert heavy == [], f"`tunetop {' '.join(argv)}` loaded {heavy}"

@@ -16,7 +16,6 @@ from textual.message import Message
 from engine import events as ev
 from engine import rundir
 from engine.notify import Notice, Rules
-from engine.report import dir_bytes
 
 DISK_EVERY_S = 30.0
 
@@ -61,6 +60,6 @@ def alerts_loop(root: Path, post: Callable, stop: threading.Event, interval: flo
         first = False
         if clock - disk_at >= DISK_EVERY_S:
             disk_at = clock
-            post(DiskUse({r.name: dir_bytes(r) for r in runs}))
+            post(DiskUse({r.name: rundir.disk_use(r) for r in runs}))
         stop.wait(interval)
         clock += interval

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from engine import rundir
 from engine.errors import TunetopError
-from engine.report import dir_bytes
 
 STATUSES = ("starting", "running", "stalled", "hung", "completed", "stopped", "failed", "interrupted",
             "failed to start")
@@ -108,10 +107,6 @@ def prune_plan(run_dir: Path) -> tuple[Path | None, list[Path]]:
     return keep, [p for p in checkpoints(run_dir) if p != keep]
 
 
-def disk_use(run_dir: Path) -> int:
-    return dir_bytes(run_dir)
-
-
 # -- `tunetop ls` (tuiapp/commands/inspect_cmds.py calls these two) --------------------------------------
 
 def add_ls_arguments(s) -> None:
@@ -129,7 +124,7 @@ def select(states: list, args) -> tuple[list, dict[str, int]]:
     since = parse_since(getattr(args, "since", None))
     key = sort_key(getattr(args, "sort", None) or "started")
     shown = [s for s in states if matches(s, statuses, getattr(args, "profile", None), since)]
-    disk = {s.run_id: disk_use(s.path) for s in shown}
+    disk = {s.run_id: rundir.disk_use(s.path) for s in shown}
     shown.sort(key=lambda s: key(s, disk[s.run_id]), reverse=bool(getattr(args, "reverse", False)))
     if (getattr(args, "sort", None) or "started") == "started":
         shown.sort(key=lambda s: not s.active)   # stable: running first, newest first within each group

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from engine.profile import Problem, Profile, ProfileError, check_field, load_named
 from engine.profile.schema import METHODS, OPTIMIZERS, PRECISIONS
 
-# engine.plan is imported inside the commands: `tunetop` starts (and opens the dashboard) without it.
+# engine.plan and the validator are imported inside the commands: `tunetop --help` and the dashboard start
+# without them.
 
 # flag -> (section, key): each value goes through the profile validator, so a bad flag reads like a bad field.
 _OVERRIDES = {"model": ("model", "name_or_path"), "method": ("method", "type"),
@@ -57,6 +57,7 @@ def _int_or_auto(text: str):
 
 def cmd_estimate(args) -> int:
     from engine.plan import check_profile, estimate_text
+    from engine.profile import Problem, Profile, ProfileError, check_field, load_named
     if not args.profile and not args.model:
         raise ProfileError([Problem("", "give a profile or --model", "e.g. `tunetop estimate demo` or "
                                     "`tunetop estimate --model meta-llama/Llama-3.1-8B --method qlora`")])
@@ -90,6 +91,7 @@ def cmd_estimate(args) -> int:
 
 def cmd_fit(args) -> int:
     from engine.plan import capacity, capacity_text
+    from engine.profile import Problem, ProfileError
     if args.seq < 8 or args.micro_batch < 1 or args.count < 1:
         raise ProfileError([Problem("", "--seq must be at least 8, --micro-batch and --count at least 1")])
     cards, note = _cards(args.gpu)
@@ -111,6 +113,7 @@ def cmd_fit(args) -> int:
 def _cards(name: str | None):
     """(cards to compare with, a note saying where they came from)."""
     from engine.plan import common_cards, detect, pick_card
+    from engine.profile import Problem, ProfileError
     if name:
         card = pick_card(name)
         if card is None:

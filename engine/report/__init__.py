@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from . import compare, render
 from .render import write_report
-from .summary import RunSummary, dir_bytes, summarize
+from .summary import RunSummary, summarize
 
-__all__ = ["RunSummary", "summarize", "write_report", "render", "compare", "dir_bytes"]
+__all__ = ["RunSummary", "summarize", "write_report", "render", "compare"]

@@ -97,7 +97,7 @@ class RunSummary:
 
     @property
     def disk_bytes(self) -> int:
-        return dir_bytes(self.path)
+        return rundir.disk_use(self.path)
 
 
 def summarize(run_dir: Path, require_steps: bool = False) -> RunSummary:
@@ -159,9 +159,9 @@ def summarize(run_dir: Path, require_steps: bool = False) -> RunSummary:
     if seg_first is not None and seg_last is not None:
         s.train_time_s += seg_last - seg_first
     _fold_steps(s, steps, evals)
-    s.checkpoints = [(step, rel, (run_dir / rel).is_dir(), dir_bytes(run_dir / rel)) for step, rel in
+    s.checkpoints = [(step, rel, (run_dir / rel).is_dir(), rundir.disk_use(run_dir / rel)) for step, rel in
                      sorted(s.checkpoints)]
-    s.outputs = [(name, dir_bytes(run_dir / name)) for name in OUTPUT_DIRS if (run_dir / name).is_dir()]
+    s.outputs = [(name, rundir.disk_use(run_dir / name)) for name in OUTPUT_DIRS if (run_dir / name).is_dir()]
     if require_steps and not s.loss:
         why = f" ({s.status}: {s.error})" if s.error else f" (it is {s.status})"
         raise TunetopError(f"run {s.run_id} has no training steps to report{why}",
@@ -206,21 +206,6 @@ def flat_config(config: dict) -> dict[str, object]:
         else:
             out[key] = value
     return out
-
-
-def dir_bytes(path: Path) -> int:
-    """Bytes on disk under a folder (0 when it is missing); a file that vanishes mid-walk is skipped."""
-    total = 0
-    try:
-        for p in Path(path).rglob("*"):
-            try:
-                if p.is_file() and not p.is_symlink():
-                    total += p.stat().st_size
-            except OSError:
-                continue
-    except OSError:
-        return total
-    return total
 
 
 def _num(v) -> bool:

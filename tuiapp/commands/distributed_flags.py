@@ -2,10 +2,11 @@
 and obey the same rules (engine/distributed/layout.py), so a bad flag is reported like a bad field."""
 from __future__ import annotations
 
-from engine.distributed import Layout
-from engine.distributed.launching import plan
-from engine.distributed.layout import with_overrides
-from engine.profile import Profile, validate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the flags are added for --help without loading the validator or the layout planner
+    from engine.distributed import Layout
+    from engine.profile import Profile
 
 FLAGS = ("gpus", "processes", "strategy", "nnodes", "node_rank", "rdzv_endpoint")
 
@@ -23,6 +24,8 @@ def add_flags(s) -> None:
 
 def apply(profile: Profile, args) -> Profile:
     """The profile with the flags given; validated again (errors name the field the flag sets)."""
+    from engine.distributed.layout import with_overrides
+    from engine.profile import validate
     values = {name: getattr(args, name, None) for name in FLAGS}
     if all(v is None for v in values.values()):
         return profile
@@ -34,5 +37,6 @@ def apply(profile: Profile, args) -> Profile:
 
 def describe(profile: Profile) -> Layout | None:
     """The layout this machine will launch (LayoutError when it cannot); None for a plain single process."""
+    from engine.distributed.launching import plan
     layout = plan(profile)
     return None if layout.strategy == "single" else layout

@@ -32,7 +32,7 @@ def cmd_prune(args) -> int:
     if not doomed:
         print(f"run {run_dir.name}: only {keep.name} is left; nothing to prune")
         return 0
-    freed = sum(history.disk_use(p) for p in doomed)
+    freed = sum(rundir.disk_use(p) for p in doomed)
     names = ", ".join(p.name for p in doomed)
     if not _confirm(f"delete {len(doomed)} checkpoint(s) of run {run_dir.name} ({names}; {size(freed)}), "
                     f"keeping {keep.name}?", args.yes):
@@ -48,7 +48,7 @@ def cmd_rm(args) -> int:
     dirs = [rundir.resolve(r) for r in args.runs]
     for d in dirs:
         _refuse_live(d, "rm")
-    total = sum(history.disk_use(d) for d in dirs)
+    total = sum(rundir.disk_use(d) for d in dirs)
     what = dirs[0].name if len(dirs) == 1 else f"{len(dirs)} runs ({', '.join(d.name for d in dirs)})"
     if not _confirm(f"delete run {what} for good ({size(total)})?", args.yes):
         print("nothing deleted")

@@ -13,7 +13,6 @@ import sys
 
 from engine import paths
 from engine.errors import TunetopError
-from engine.profile import load_named
 
 SUMMARY_TIMEOUT_S = 600
 
@@ -37,6 +36,7 @@ def _env() -> dict:
 
 
 def cmd_preview(args) -> int:
+    from engine.profile import load_named
     profile = load_named(args.profile)
     cmd = [sys.executable, "-m", "engine.train.preview", str(profile.source), "--rows", str(max(args.rows, 0)),
            "--limit", str(args.limit)] + (["--jsonl"] if args.json else [])

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from engine import paths
-from engine.data import load_data
-from engine.profile import ProfileError, load_named, preflight
 
-from . import distributed_flags, preview_cmd
+# The handlers import what they use: `tunetop --help` builds every parser and should load nothing else.
 
 
 def register(sub) -> None:
@@ -17,6 +15,10 @@ def register(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    from engine.data import load_data
+    from engine.profile import load_named, preflight
+
+    from . import distributed_flags, preview_cmd
     # Every check runs before anything is printed: "valid" is never followed by an error.
     profile = load_named(args.profile)
     preflight.check(profile)
@@ -44,6 +46,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_profiles(args) -> int:
+    from engine.profile import ProfileError, load_named
     bundled = {f.stem: f for f in sorted(paths.BUNDLED_PROFILES.glob("*.toml"))}
     user_dir = paths.user_profiles()
     yours = {f.stem: f for f in sorted(user_dir.glob("*.toml"))} if user_dir.is_dir() else {}

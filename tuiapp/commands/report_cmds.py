@@ -7,7 +7,6 @@ from pathlib import Path
 
 from engine import rundir
 from engine.errors import TunetopError
-from engine.report import compare, render, summarize, write_report
 
 
 def register(sub) -> None:
@@ -28,6 +27,7 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
+    from engine.report import render, summarize, write_report
     run_dir = rundir.resolve(args.run)
     if args.format == "text":
         s = summarize(run_dir, require_steps=True)
@@ -40,6 +40,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from engine.report import compare
     dirs = [rundir.resolve(r) for r in args.runs]
     runs = compare.load(dirs)
     if not any(r.loss for r in runs):

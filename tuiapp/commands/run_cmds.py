@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import launch, rundir
-from engine.profile import load_named, preflight
+from engine import rundir
 
-from ..follow import follow
 from . import distributed_flags
+
+# The launcher, the validator and the follower are imported by the handlers that use them: `tunetop --help`
+# and `tunetop ls` build this parser and should load nothing else.
 
 RUN_REF = "run id, unique prefix, path to the run folder, or last (the newest)"
 
@@ -45,6 +46,8 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
+    from engine import launch
+    from engine.profile import load_named, preflight
     profile = distributed_flags.apply(load_named(args.profile), args)   # --gpus, --processes, ... override
     preflight.check(profile)
     layout = distributed_flags.describe(profile)
@@ -56,6 +59,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from engine import launch
     run_dir = launch.resume(rundir.resolve(args.run), reset_optimizer=args.reset_optimizer,
                             accept_changed_data=args.accept_changed_data)
     ckpt = rundir.last_checkpoint(run_dir)
@@ -83,6 +87,7 @@ def cmd_watch(args) -> int:
 
 
 def _watch(run_dir: Path) -> int:
+    from ..follow import follow
     try:
         state = follow(run_dir)
     except KeyboardInterrupt:
@@ -93,6 +98,7 @@ def _watch(run_dir: Path) -> int:
 
 
 def cmd_stop(args) -> int:
+    from engine import launch
     run_dir = rundir.resolve(args.run)
     name = run_dir.name
     if args.force:
