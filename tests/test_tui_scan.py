@@ -12,7 +12,7 @@ from engine.growing_file import GrowingFile
 from tuiapp import curve_cache, series as series_mod, tracker as tracker_mod
 from tuiapp.scan import first_step_after, sample, scan
 from tuiapp.series import MAX_BINS, Series
-from tuiapp.tracker import CURVES, PREVIEW_BYTES, RunTracker
+from tuiapp.tracker import CURVES, RunTracker
 
 from .tui_helpers import demo_events, ev, make_run
 
@@ -146,7 +146,9 @@ def test_tracker_loads_then_follows_appends_truncation_and_torn_lines(tmp_path):
     assert t.view.state.step == 3 and t.view.loss.count == 3 and t.view.corrupt == 0
 
 
-def test_tracker_previews_a_big_file_before_the_exact_scan(tmp_path):
+def test_tracker_previews_a_big_file_before_the_exact_scan(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracker_mod, "PREVIEW_BYTES", 4 << 20)    # the same path, a smaller file to write
+    PREVIEW_BYTES = tracker_mod.PREVIEW_BYTES
     events = demo_events(steps=1, total=100_000)
     run = make_run(tmp_path, "big", None)
     line = compact([events[1]])

@@ -123,12 +123,15 @@ def _columns(found: list[tuple[bytes, ...]]) -> list[tuple[array, array]] | None
         steps = array("q", map(int, map(_STEP, found)))
         out = []
         for k, column in enumerate(_VALUES):
-            raw = list(map(column, found))
-            if k in (1, 2) and b"null" in raw:   # lr / grad_norm not logged (e.g. no clipping): left out
+            try:
+                out.append((steps, array("d", map(float, map(column, found)))))
+            except ValueError:
+                if k not in (1, 2):
+                    raise
+                # lr / grad_norm not logged (e.g. no clipping): those steps are left out of that curve.
+                raw = list(map(column, found))
                 keep = [i for i, v in enumerate(raw) if v != b"null"]
                 out.append((array("q", [steps[i] for i in keep]), array("d", [float(raw[i]) for i in keep])))
-            else:
-                out.append((steps, array("d", map(float, raw))))
     except ValueError:           # a null or string loss, or not a number at all: the slow path decides
         return None
     return out
