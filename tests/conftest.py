@@ -12,6 +12,7 @@ import pytest
 # Before torch is imported by any test: see engine/launch.py (spinning OpenMP threads on a shared CPU).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import schedule  # noqa: E402
 from .helpers import merged, toml_text  # noqa: E402
 
 
@@ -47,6 +48,16 @@ def pytest_collection_modifyitems(config, items):
             if scope in ("package", "session"):
                 item.add_marker(pytest.mark.xdist_group(f"fixture-{name}"))
                 break
+    # Longest work first (tests/schedule.py): the workers collect, the controller hands out units in their
+    # order (pyproject's --no-loadscope-reorder keeps xdist to it). A serial run keeps the file order.
+    if hasattr(config, "workerinput"):
+        items[:] = schedule.longest_first(items, schedule.load())
+
+
+def pytest_configure(config):
+    recorder = schedule.recorder_from_env()
+    if recorder is not None:
+        config.pluginmanager.register(recorder, "tunetop-durations")
 
 
 @pytest.fixture

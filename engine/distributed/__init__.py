@@ -2,6 +2,7 @@
 them. Torch-free at import (the launcher and the dashboard use it); the engine's side is
 engine/train/distributed_setup.py."""
 from .command import torchrun_command, torchrun_env
-from .layout import Layout, LayoutError, problems, resolve, with_overrides
+from ..profile.distributed_rules import problems
+from .layout import Layout, LayoutError, resolve, with_overrides
 
 __all__ = ["Layout", "LayoutError", "problems", "resolve", "with_overrides", "torchrun_command", "torchrun_env"]

@@ -15,7 +15,8 @@ from ..estimate import vram
 from ..estimate.gpus import GpuCard
 from .estimate import Placement, per_gpu
 from .launching import wants_distribution
-from .layout import Layout, LayoutError, parse_gpus, resolve
+from ..profile.distributed_rules import parse_gpus
+from .layout import Layout, LayoutError, resolve
 
 PLANNED_ALL = 2   # gpus = "all" with a planning card: how many of it
 

@@ -6,9 +6,8 @@ from dataclasses import replace
 
 from ..estimate import vram
 from ..estimate.params import count_params
+from ..profile.distributed_rules import STRATEGIES
 from .estimate import Placement, per_gpu
-
-STRATEGIES = ("ddp", "fsdp", "model_parallel")
 
 
 def gib(n: float) -> str:

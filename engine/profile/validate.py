@@ -13,11 +13,12 @@ import math
 import os
 import stat
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import TunetopError
+from .distributed_rules import problems as distributed_problems
+from .problems import Problem, ProfileError
 from .schema import SECTIONS, TOP_LEVEL, Profile, applies
 
 if sys.version_info >= (3, 11):
@@ -31,40 +32,6 @@ MAX_PROFILE_BYTES = 1 << 20
 # Whole numbers the schema gives no upper bound stop here: TOML integers are unbounded in Python, and the
 # Trainer, torch and numpy keep counts and seeds in fixed-width integers.
 INT_LIMIT = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str    # "training.micro_batch", or "" for the file as a whole
-    message: str
-    hint: str = ""
-
-    def text(self, source: str | None = None) -> str:
-        """`SOURCE: WHERE: MESSAGE`, without the hint."""
-        head = f"{source}: " if source else ""
-        return f"{head}{self.where}: {self.message}" if self.where else f"{head}{self.message}"
-
-    def render(self, source: str | None) -> str:
-        """The text with its hint on the next line (`  hint: ...`), as engine.errors.render_text lays it out."""
-        return f"{self.text(source)}\n  hint: {self.hint}" if self.hint else self.text(source)
-
-
-class ProfileError(TunetopError):
-    """A profile that cannot be used. `problems` holds every problem found; the message lists them all (one
-    per line, each naming the file and the field) and the hint holds their hints (each after its field when
-    there are several). Render it with engine.errors.render_text."""
-
-    def __init__(self, problems: list[Problem], source: str | None = None):
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("\n".join(p.text(source) for p in self.problems), _hints(self.problems))
-
-
-def _hints(problems: list[Problem]) -> str:
-    if len(problems) == 1:
-        return problems[0].hint
-    # Several: each after its field, lined up under the first (render_text prints "  hint: " before it).
-    return "\n        ".join(f"{p.where}: {p.hint}" if p.where else p.hint for p in problems if p.hint)
 
 
 def load(path: str | Path) -> Profile:
@@ -310,9 +277,8 @@ def _consistency(p: Profile, raw: dict) -> list[Problem]:
     if p.training.epochs == 0 and p.training.max_steps == 0:
         out.append(Problem("training.max_steps", "neither epochs nor max_steps asks for any training",
                            "set epochs > 0 or max_steps > 0"))
-    # [distributed]: combinations of GPUs, processes, machines and strategy (engine/distributed/layout.py).
-    from ..distributed.layout import problems as layout_problems
-    out.extend(layout_problems(p))
+    # [distributed]: combinations of GPUs, processes, machines and strategy (distributed_rules.py).
+    out.extend(distributed_problems(p))
     return out
 
 

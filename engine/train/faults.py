@@ -139,12 +139,13 @@ class OOMFaultsMixin:
     `_fired` are plain attributes so in-process tests can set them directly.
     """
 
-    def _init_faults(self) -> None:
+    def _init_faults(self, relaunched: bool) -> None:
+        """`relaunched`: this process is the engine re-executed after an OOM in the optimizer step, where
+        the optimizer fault must not fire again (the trainer knows; this module imports nothing of it)."""
         self._fired: set[int] = set()
         self._faults = oom_steps()
         step = env_int(OOM_OPTIMIZER)
-        from .backoff import RELAUNCH_COUNT
-        if step and not env_int(RELAUNCH_COUNT):
+        if step and not relaunched:
             self.add_callback(optimizer_fault(step))
 
     def compute_loss(self, model, inputs, *args, **kwargs):

@@ -69,7 +69,7 @@ class TunetopTrainer(ProbeMixin, EvalBackoffMixin, CheckpointMixin, OOMFaultsMix
         # Set by the training loop per window; the probe runs before it exists.
         self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps
         self.add_callback(_BackoffCallback(self))
-        self._init_faults()
+        self._init_faults(relaunched=bool(bk.env_int(bk.RELAUNCH_COUNT)))
 
     # -- the run ---------------------------------------------------------------------------------------------
 

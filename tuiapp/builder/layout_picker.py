@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Checkbox, Label
 
-from engine.distributed.layout import STRATEGIES, parse_gpus
+from engine.profile.distributed_rules import STRATEGIES, parse_gpus
 from engine.distributed.layout_estimate import LayoutEstimate
 from engine.plan import GpuCard, gib
 
