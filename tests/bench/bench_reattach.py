@@ -1,21 +1,44 @@
 """Benchmark: reattach to a long run. Open a run whose events.jsonl holds 100,000 and 1,000,000 step events
-and time the dashboard until the loss chart covers the whole run.
+and time the dashboard until its chart covers the whole run exactly (every step event's loss, lr, grad norm
+and tokens seen binned), side by side with a plain `json.loads` of every line.
 
-Two figures per size, from the app's first frame (in-process, headless 120x40, the run in focus; the
-start-up itself is bench_startup.py's):
-  first full chart: the curve over every step, from ~2,000 evenly spaced samples (drawn within ms);
-  exact chart:      every step event binned (the fast scan), state and speeds from the events.
-Beside them, measured in the same run: reading the file's bytes (the disk's floor), and parsing every line
-with json.loads (the plain way), so the figures can be judged on this machine. Goals: 100k < 0.5 s,
-1M < 3 s.
+Per size, in alternating rounds (median and min-max printed; the machine is shared, so single figures lie):
+  json.loads every line   the plain way, the baseline (the whole file parsed, nothing drawn);
+  read the bytes          the disk's floor;
+  first open              the dashboard, no saved reading (a run no dashboard has seen): the sampled
+                          chart (~1,000 evenly spaced step lines, within ms), then the exact chart (scan.py);
+  reattach                the dashboard again: the reading the first open saved (curve_cache.py) plus
+                          a scan of what was appended since (nothing here).
+Dashboard figures are from its first frame (in-process, headless 120x40, the run in focus; its start-up is
+bench_startup.py's). Goals (issue 15): exact chart 100k < 0.5 s, 1M < 2 s.
 
-    python tests/bench/bench_reattach.py [--sizes 100000 1000000] [--no-plain]
+Measured on the 2-core dev machine, shared with two other engineers' test runs (load average 2-7),
+2026-12-02; median (min-max) of 3 rounds at 100k, 2 at 1M; json.loads 1 round at 1M. "before" is the code
+before the chart work (loss only, no saved reading), run with this same harness right after:
+
+  events (file)     json.loads          before: exact chart    first open: exact chart   reattach: exact chart
+  100k (36 MB)      1.84 s (1.84-2.73)  2.14 s (1.74-2.28)     1.39 s (1.38-1.70)        0.032 s (0.028-0.033)
+  1M   (361 MB)     10.7 s / 13.6 s     2.66 s (2.12-3.21)     4.62 s (4.24-4.99)        0.22 s (0.18-0.26)
+  CPU, first open   -                   0.62 s / 2.65 s        0.72 s / 4.63 s           -
+
+Before, every reattach cost the full scan (1M: 2.7-3.2 s); now only the first open of a run does, and it
+bins four curves (loss, lr, grad norm, tokens seen) instead of one. At 100k the first open is faster than
+before despite that (no preview round trip below 64 MB, batched binning); at 1M it is CPU-bound: the
+regex (~1.2 us a line) and float()/int() on five numbers (~0.3 us each) on this machine. Goals: the
+reattach meets both (0.03 s and 0.22 s); the first open misses both here. Meeting them for the first open
+takes not parsing text at all: an index of binary (step, loss, lr, grad_norm, tokens_seen) records
+written by the engine beside events.jsonl (the engine's files are not this change's).
+
+    python tests/bench/bench_reattach.py [--sizes 100000 1000000] [--rounds 3] [--plain-rounds N]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -23,91 +46,135 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-GOALS = {100_000: 0.5, 1_000_000: 3.0}
+GOALS = {100_000: 0.5, 1_000_000: 2.0}
 
 
 def write_run(root: Path, n: int) -> Path:
+    """A finished run of n step events (the engine's field order, CUDA memory) with an eval every 500 steps.
+    Lines are formatted from a template: json.dumps per line would take longer than what is measured."""
     from engine.profile import dumps, load_named
     run = root / f"20250101-000000-steps{n}"
     run.mkdir(parents=True)
     (run / "run.toml").write_text(dumps(load_named("demo")))
     t = 1.7e9
+    step = ('{"v":1,"t":%.3f,"type":"step","step":%d,"total_steps":%d,"epoch":%s,"loss":%r,"lr":%r,'
+            '"grad_norm":%r,"tokens_seen":%d,"step_time":0.5,"samples_per_s":32.0,"tokens_per_s":4096.0,'
+            '"eta_s":%r,"memory":{"cuda_allocated":9663676416,"cuda_reserved":11811160064,'
+            '"cuda_peak":10737418240,"rss":3221225472}}\n')
     with open(run / "events.jsonl", "w") as f:
         f.write(json.dumps({"v": 1, "t": t, "type": "start", "run_id": run.name, "profile": "demo",
                             "model": "tiny", "method": "lora", "micro_batch": 8, "grad_accum": 2,
                             "total_steps": n}, separators=(",", ":")) + "\n")
+        lines = []
         for i in range(1, n + 1):
             t += 0.5
-            f.write(json.dumps({"v": 1, "t": round(t, 3), "type": "step", "step": i, "total_steps": n,
-                                "epoch": round(i / n * 3, 4), "loss": 6.2 - 4 * i / n + (i % 7) * 0.01,
-                                "lr": 2e-4, "grad_norm": 0.31, "tokens_seen": i * 2048, "step_time": 0.5,
-                                "samples_per_s": 32.0, "tokens_per_s": 4096.0, "eta_s": (n - i) * 0.5,
-                                "memory": {"cuda_allocated": 9 << 30, "cuda_reserved": 11 << 30,
-                                           "cuda_peak": 10 << 30, "rss": 3 << 30}},
-                               separators=(",", ":")) + "\n")
+            lines.append(step % (t, i, n, round(i / n * 3, 4), 6.2 - 4 * i / n + (i % 7) * 0.01,
+                                 2e-4 * min(1.0, i / 100) * (1 - 0.9 * i / n), 0.31 + (i % 13) * 0.01, i * 2048,
+                                 (n - i) * 0.5))
             if i % 500 == 0:
-                f.write(json.dumps({"v": 1, "t": round(t, 3), "type": "eval", "step": i,
-                                    "eval_loss": 6.0 - 4 * i / n}, separators=(",", ":")) + "\n")
+                lines.append(json.dumps({"v": 1, "t": round(t, 3), "type": "eval", "step": i,
+                                         "eval_loss": 6.0 - 4 * i / n}, separators=(",", ":")) + "\n")
+            if len(lines) >= 10_000:
+                f.write("".join(lines))
+                lines.clear()
+        f.write("".join(lines))
         f.write(json.dumps({"v": 1, "t": t + 1, "type": "end", "status": "completed", "step": n,
                             "total_steps": n}, separators=(",", ":")) + "\n")
     return run
 
 
-async def open_run(root: Path, n: int) -> tuple[float, float, float]:
-    """Seconds from app start to: its first frame, the first full chart, the exact chart."""
+async def open_run(root: Path, n: int) -> tuple[float, float | None, float, float]:
+    """The first frame's time from the app's start; seconds from that frame to the first full chart (sampled;
+    None when the exact one came first) and to the exact chart; and the CPU seconds the process spent
+    meanwhile (all its threads: on a shared machine the wall time also holds other processes' turns)."""
     from engine.telemetry import ScriptedSource
     from tuiapp.app import TunetopApp
     t0 = time.perf_counter()
     app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=root)
-    frame = first = exact = None
+    first = exact = None
     async with app.run_test(size=(120, 40)) as pilot:
-        frame = time.perf_counter() - t0      # run_test returns once the app is mounted and painted
+        frame = time.perf_counter()      # run_test returns once the app is mounted and painted
+        cpu0 = time.process_time()
         # Poll slowly (a busy poll would compete with the scan for the GIL) and read when each state of the
         # curve was drawn from the chart's own record.
         while exact is None and time.perf_counter() - t0 < 300:
-            await pilot.pause(0.25)
+            await pilot.pause(0.1)
             for when, points, last_step in app.chart.drawn:
                 if points and last_step >= n * 0.99:
-                    first = first or when - t0
-                    if points == n:
-                        exact = when - t0
-        step = app.registry.get(app.focus_run).view.state.step
-    assert step == n, step
-    return frame, first, exact
+                    if points == n and exact is None:
+                        exact, cpu = when - frame, time.process_time() - cpu0
+                    else:
+                        first = first or when - frame
+        view = app.registry.get(app.focus_run).view
+    assert view.state.step == n and view.lr.count == n and view.tokens.count == n, view.state.step
+    return frame - t0, first, exact, cpu
 
 
-def plain(path: Path) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    path.read_bytes()
-    read = time.perf_counter() - t0
+def plain(path: Path) -> float:
     t0 = time.perf_counter()
     with open(path, "rb") as f:
         for line in f:
             json.loads(line)
-    return read, time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def read_bytes(path: Path) -> float:
+    t0 = time.perf_counter()
+    path.read_bytes()
+    return time.perf_counter() - t0
+
+
+def fig(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    return f"{statistics.median(xs):6.3f} s ({min(xs):.3f}-{max(xs):.3f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--no-plain", action="store_true", help="skip the json.loads-per-line reference")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--plain-rounds", type=int, default=None,
+                    help="json.loads rounds (default: --rounds up to 100k events, 1 above: 30 s each at 1M)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # The saved readings go to a private data folder: never the user's, and cleared for each first open.
+        os.environ["TUNETOP_HOME"] = str(Path(tmp) / "home")
+        from tuiapp import curve_cache
         for n in args.sizes:
             root = Path(tmp) / f"runs{n}"
             run = write_run(root, n)
-            size = (run / "events.jsonl").stat().st_size
-            frame, first, exact = asyncio.run(open_run(root, n))
-            read, parsed = plain(run / "events.jsonl") if not args.no_plain else (None, None)
+            events = run / "events.jsonl"
+            size = events.stat().st_size
+            plain_rounds = args.plain_rounds if args.plain_rounds is not None else (args.rounds if n <= 100_000 else 1)
+            rows: dict[str, list] = {k: [] for k in ("plain", "read", "frame", "sampled", "cold", "cold_cpu", "warm")}
+            for r in range(args.rounds):        # alternating: each round runs every side once
+                if r < plain_rounds:
+                    rows["plain"].append(plain(events))
+                rows["read"].append(read_bytes(events))
+                shutil.rmtree(curve_cache.folder(), ignore_errors=True)
+                frame, sampled, cold, cold_cpu = asyncio.run(open_run(root, n))
+                assert curve_cache.cache_file(events).exists()
+                rows["frame"].append(frame)
+                rows["sampled"].append(sampled)
+                rows["cold"].append(cold)
+                rows["cold_cpu"].append(cold_cpu)
+                rows["warm"].append(asyncio.run(open_run(root, n))[2])
             goal = GOALS.get(n)
-            print(f"reattach to {n:,} step events ({size / 1e6:.0f} MB events.jsonl); the app's own start-up "
-                  f"(first frame) took {frame:.2f} s and is not counted:")
-            for label, t in (("first full chart (sampled)", first), ("exact chart (every event)", exact)):
-                print(f"  {label:<28} {t - frame:6.2f} s   (goal: < {goal} s)  "
-                      f"{'OK' if goal and t - frame < goal else 'MISSED'}")
-            if read is not None:
-                print(f"  reference: read the bytes   {read:6.2f} s;  json.loads every line  {parsed:6.2f} s")
-            (run / "events.jsonl").unlink()
+            print(f"reattach to {n:,} step events ({size / 1e6:.0f} MB events.jsonl), {args.rounds} rounds, "
+                  f"median (min-max); the app's first frame took {fig(rows['frame'])} and is not counted:")
+            print(f"  json.loads every line (baseline)      {fig(rows['plain'])}  [{len(rows['plain'])} round(s)]")
+            print(f"  read the bytes (the floor)            {fig(rows['read'])}")
+            print(f"  first open: sampled chart             {fig(rows['sampled'])}")
+            print(f"  first open: exact chart, CPU time     {fig(rows['cold_cpu'])}  (the process's, all threads)")
+            for label, key in (("first open: exact chart", "cold"), ("reattach: exact chart", "warm")):
+                med = statistics.median(rows[key])
+                verdict = ("OK" if med < goal else "MISSED") if goal else ""
+                ratio = statistics.median(rows["plain"]) / med if rows["plain"] else None
+                print(f"  {label:<36}  {fig(rows[key])}  goal < {goal} s: {verdict}"
+                      + (f"   {ratio:.0f}x faster than json.loads" if ratio else ""))
+            events.unlink()
 
 
 if __name__ == "__main__":
