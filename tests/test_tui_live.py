@@ -52,6 +52,10 @@ def test_live_run_is_followed_until_it_completes(tmp_path, home, make_profile):
         data = tracker().view
         assert data.loss.count == len(steps) and data.loss.last == pytest.approx(last["loss"])
         assert data.evals.count == len(evals) >= 1
+        # The learning rate and grad norm curves were followed live too (g shows them).
+        assert data.lr.count == sum(s["lr"] is not None for s in steps) >= 1
+        assert data.grad_norm.count == sum(s["grad_norm"] is not None for s in steps) >= 1
+        assert data.tokens.last == last["tokens_seen"] > 0
         assert data.state.status == "completed"
     try:
         drive(app, (120, 40), scenario)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 
 import pytest
 
@@ -264,3 +265,18 @@ def test_a_saved_reading_of_another_file_is_never_used(tmp_path):
     assert t.view.loss.count == 3 and t.view.state.step == 3
     curve_cache.cache_file(events).write_text("{not json")            # damaged: ignored, full scan
     assert curve_cache.load(events) is None
+
+
+def test_saved_readings_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(curve_cache, "MIN_BYTES", 0)
+    monkeypatch.setattr(curve_cache, "MAX_FILES", 2)
+    paths = []
+    for k in range(3):
+        path = tmp_path / f"events{k}.jsonl"
+        path.write_bytes(compact(demo_events(steps=2)))
+        assert curve_cache.save(path, path.stat().st_size, {"loss": Series()}, Series(), [], 0, 2)
+        paths.append(path)
+        time.sleep(0.01)
+    assert not curve_cache.cache_file(paths[0]).exists()
+    assert all(curve_cache.cache_file(p).exists() for p in paths[1:])
+    assert curve_cache.load(paths[2]).step_events == 2

@@ -32,6 +32,7 @@ FORMAT = 1
 MIN_BYTES = 4 << 20          # smaller files scan in well under a tenth of a second: not worth a file
 MAX_EVENTS = 200_000         # a run logging a warning per step: its events are not "few"; not cached
 PRINT_BYTES = 4096           # bytes hashed at the head and before the offset
+MAX_FILES = 256              # saved readings kept (the oldest go first): runs deleted since leave theirs
 
 
 @dataclass
@@ -105,6 +106,17 @@ def save(events_path: Path, offset: int, curves: dict[str, Series], evals: Serie
         except BaseException:
             os.unlink(tmp)
             raise
+        _prune(target.parent)
         return True
     except (OSError, TypeError, ValueError):
         return False     # a read-only or full disk: the next reattach scans again, nothing worse
+
+
+def _prune(where: Path) -> None:
+    """Keep the MAX_FILES most recently saved readings (a deleted run's is never read again)."""
+    try:
+        files = sorted(where.glob("*.json"), key=lambda f: f.stat().st_mtime)
+        for old in files[:-MAX_FILES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
