@@ -67,7 +67,7 @@ def test_preview_human_view_and_validate_counts_truncation_for_train_and_eval(ho
     line = next(x for x in out.splitlines() if x.strip().startswith("train:") and "truncated" in x)
     train_cut, eval_cut = int(line.split("train: ")[1].split()[0]), int(line.split("eval: ")[1].split()[0])
     assert train_cut > 0 and eval_cut > 0
-    assert "chat template: 0 rows skipped" in out and "tool calls written as <tool_call> JSON text" in out
+    assert "chat template: 0 train rows skipped" in out and "tool calls written as <tool_call> JSON text" in out
 
 
 def test_validate_refuses_rows_the_template_rejects_and_never_says_valid(home, make_profile, tmp_path):

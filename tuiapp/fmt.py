@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from engine.units import duration, size  # noqa: F401 (the one wording; used across tuiapp as fmt.*)
+
 NA = "n/a"
 
 # Status: a glyph readable without colour, and the theme colour. hung and stalled are alive but not
@@ -28,17 +30,6 @@ def short_model(model: str | None, width: int = 24) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h >= 24:
-        return f"{h // 24}d{h % 24:02d}h"
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def number(x: float | None, digits: int = 4) -> str:
     if x is None:
         return "-"
@@ -55,16 +46,6 @@ def rate(x: float | None, unit: str) -> str:
     if x >= 1000:
         return f"{x / 1000:.1f}k {unit}"
     return f"{x:.2f} {unit}" if x < 10 else f"{x:.0f} {unit}"
-
-
-def size(n: float | None) -> str:
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def gib(n: float | None, digits: int = 1) -> str:

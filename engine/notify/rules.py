@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..units import duration
+
 
 @dataclass
 class Notice:
@@ -134,7 +136,7 @@ class Rules:
             parts.append(f"eval loss {_fmt(self.eval_loss)}")
         wall = e["t"] - self.started if _num(e.get("t")) and self.started else e.get("runtime_s")
         if _num(wall):
-            parts.append(f"wall time {_duration(wall)}")
+            parts.append(f"wall time {duration(wall)}")
         body = ", ".join(parts) + "."
         if e.get("adapter_path"):
             body += f" Output: {e['adapter_path']}/."
@@ -166,10 +168,3 @@ def _int(v, default=None):
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else str(x)
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

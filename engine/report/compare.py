@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..errors import TunetopError
 from . import charts
-from .render import _fmt, duration, size
+from ..units import duration, size
+from .render import _fmt
 from .summary import RunSummary, flat_config, summarize
 
 MAX_RUNS = 6

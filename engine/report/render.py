@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import TunetopError
+from ..units import duration, size
 from . import charts
 from .summary import RunSummary, summarize
 
@@ -22,26 +23,6 @@ def _fmt(x, digits: int = 4) -> str:
     if abs(x) >= 1e5 or abs(x) < 1e-3:
         return f"{x:.3e}"
     return f"{x:.{digits}g}"
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 def commands(s: RunSummary) -> list[tuple[str, str]]:

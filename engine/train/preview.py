@@ -25,6 +25,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"          # before transformers is imported
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from ..data import DataError, load_data      # noqa: E402
+from ..data.preview_text import token_lines  # noqa: E402
 from ..errors import TunetopError, render_text   # noqa: E402
 from ..profile import ProfileError, load      # noqa: E402
 
@@ -215,23 +216,7 @@ def summary_lines(s: dict) -> list[str]:
     lines += [f"  skipped {label}: {why}" for label, why in s.get("bad_rows", [])[:5]]
     if s.get("bad_count", 0) > 5:
         lines.append(f"  ... and {s['bad_count'] - 5} more")
-    if "template_skipped" in s:
-        partial = "" if s.get("tokens_exact", True) else f" (of the first {s.get('counted')} train rows)"
-        lines.append(f"chat template: {s['template_skipped']} train rows skipped{partial}"
-                     + (f", {s['eval_template_skipped']} eval" if s.get("eval_template_skipped") else ""))
-        lines += [f"  skipped {label}: {why}" for label, why in s.get("template_skipped_rows", [])[:5]]
-        lines += [f"  {n} rows: {note}" for note, n in s.get("template_notes", {}).items()]
-    if "p50" in s:
-        lines.append(f"tokens: {s['tokens']:,}{'' if s.get('tokens_exact', True) else ' (estimated)'}; per row p50 "
-                     f"{s['p50']}, p90 {s['p90']}, p99 {s['p99']}, max {s['max']} (max_seq_len {s['max_seq_len']})")
-        if "blocks" in s:
-            lines.append(f"packed into {s['blocks']} blocks of {s['max_seq_len']} tokens")
-        else:
-            lines.append(f"train: {s.get('truncated', 0)} rows truncated, {s.get('dropped', 0)} dropped (nothing left "
-                         f"to learn after the cut); eval: {s.get('eval_truncated', 0)} truncated, "
-                         f"{s.get('eval_dropped', 0)} dropped")
-    if s.get("fallback_template"):
-        lines.append("warning: the tokenizer has no chat template: tunetop's ChatML fallback is used")
+    lines += token_lines(s)
     lines += [f"warning: {w}" for w in s.get("warnings", [])]
     return lines
 

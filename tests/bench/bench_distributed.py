@@ -21,20 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import make_model  # noqa: E402
+
 WARMUP = 3
-
-
-def make_model(hidden: int, folder: Path) -> Path:
-    """A random-init model shaped like the tiny one but wider, so a step is more than overhead."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    tiny = ROOT / "assets" / "tiny-llama"
-    cfg = AutoConfig.from_pretrained(tiny)
-    cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers = hidden, hidden * 3, 4
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny).save_pretrained(folder)
-    return folder
 
 
 def profile_text(model: Path, steps: int, grad_accum: int) -> str:

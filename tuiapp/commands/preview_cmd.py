@@ -71,23 +71,3 @@ def raise_if_refused(summary: dict) -> None:
 KEEP_FOR_COUNTS = 1000      # validate counts every row but holds at most this many
 
 
-def token_lines(s: dict) -> list[str]:
-    """validate's lines from the preview summary (the same counts `tunetop preview` prints)."""
-    lines = []
-    if "p50" in s:
-        est = "" if s.get("tokens_exact", True) else f" (estimated from the first {s.get('counted')} rows)"
-        lines.append(f"tokens: {s['tokens']:,}{est}; per row p50 {s['p50']}, p90 {s['p90']}, p99 {s['p99']}, "
-                     f"max {s['max']} (max_seq_len {s['max_seq_len']})")
-    if "blocks" in s:
-        lines.append(f"packed into {s['blocks']} blocks of {s['max_seq_len']} tokens")
-    else:
-        lines.append(f"train: {s.get('truncated', 0)} rows truncated at max_seq_len, {s.get('dropped', 0)} dropped "
-                     f"(nothing left to learn); eval: {s.get('eval_truncated', 0)} truncated, "
-                     f"{s.get('eval_dropped', 0)} dropped")
-        skipped = s.get("template_skipped", 0) + s.get("eval_template_skipped", 0)
-        lines.append(f"chat template: {skipped} rows skipped")
-        lines += [f"  skipped {label}: {why}" for label, why in s.get("template_skipped_rows", [])[:5]]
-        lines += [f"  {n} rows: {note}" for note, n in s.get("template_notes", {}).items()]
-    if s.get("fallback_template"):
-        lines.append("warning: the tokenizer has no chat template: tunetop's ChatML fallback is used")
-    return lines

@@ -16,6 +16,7 @@ def register(sub) -> None:
 
 def cmd_validate(args) -> int:
     from engine.data import load_data
+    from engine.data.preview_text import token_lines
     from engine.profile import load_named, preflight
 
     from . import distributed_flags, preview_cmd
@@ -33,7 +34,7 @@ def cmd_validate(args) -> int:
     print(f"  model: {profile.model.name_or_path} ({profile.method.type})")
     print("  " + report.summary().replace("\n", "\n  "))
     if tokens.get("ok"):
-        print("  " + "\n  ".join(preview_cmd.token_lines(tokens)))
+        print("  " + "\n  ".join(token_lines(tokens)))
     else:
         print(f"  tokens: not checked ({tokens.get('error', 'unknown reason')})")
     world = f" x {profile.world_size} processes" if (profile.world_size or 1) > 1 else ""
