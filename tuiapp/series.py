@@ -17,10 +17,21 @@ from typing import Callable, Sequence
 
 MAX_BINS = 1024
 
-try:   # optional: only the bulk binning of a long history uses it
-    import numpy as _np
-except ImportError:    # pragma: no cover - the pure-Python path below does the same, slower
-    _np = None
+NUMPY_MIN = 4096     # points in one extend() from which numpy bins them (its import costs ~0.15 s, once)
+_np: object = False    # numpy once imported; None if it is not installed; False until first needed
+
+
+def _numpy():
+    """numpy, imported on the first bulk load of a long history (in the loading thread, never at start-up:
+    the dashboard's first frame does not wait for it), or None without it."""
+    global _np
+    if _np is False:
+        try:
+            import numpy
+            _np = numpy
+        except ImportError:    # the pure-Python path does the same, slower
+            _np = None
+    return _np
 
 
 class Series:
@@ -95,8 +106,9 @@ class Series:
             for s, v in zip(steps, values):
                 self.add(s, v)
             return
-        if _np is not None:
-            self._extend_np(_np.asarray(steps, dtype=_np.int64), _np.asarray(values, dtype=_np.float64))
+        np = _numpy() if n >= NUMPY_MIN else None
+        if np is not None:
+            self._extend_np(np, np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
             return
         start = 0
         # A resume re-runs steps after its checkpoint, so a file holds sorted runs; bin each one.
@@ -105,9 +117,8 @@ class Series:
             start = cut
         self._extend_sorted(steps, values, start, n)
 
-    def _extend_np(self, steps, values) -> None:
+    def _extend_np(self, np, steps, values) -> None:
         """extend() with numpy: each sorted run's bins reduced with reduceat (sum, min, max per bin)."""
-        np = _np
         cuts = (np.flatnonzero(steps[1:] < steps[:-1]) + 1).tolist()
         for a, b in zip([0] + cuts, cuts + [len(steps)]):
             st, va = steps[a:b], values[a:b]

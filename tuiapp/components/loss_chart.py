@@ -100,6 +100,10 @@ class LossChart(Widget):
         tokens = self.curves.get("tokens")
         return self.x_axis == "tokens" and tokens is not None and tokens.count > 0
 
+    def _tokens_at(self, step: int) -> float:
+        """Tokens seen by the end of a step: the tokens axis' coordinate (0 before the first step)."""
+        return self.curves["tokens"].at(step) if step > 0 else 0.0
+
     def x_range(self) -> tuple[int, int]:
         """The steps drawn: [0, x_max], or the recent window when zoomed. On the tokens axis the run so far
         (the tokens of steps not yet trained are unknown)."""
@@ -127,8 +131,7 @@ class LossChart(Widget):
             return ""
         lo, hi = self.x_range()
         if self.by_tokens():
-            tokens = self.curves["tokens"]
-            axis, a, b = "tokens", _count(tokens.at(lo) if lo else 0), _count(tokens.at(hi))
+            axis, a, b = "tokens", _count(self._tokens_at(lo)), _count(self._tokens_at(hi))
         else:
             axis, a, b = "step", str(lo), str(hi)
         note = " (no tokens_seen)" if self.x_axis == "tokens" and axis == "step" else ""
@@ -164,7 +167,7 @@ class LossChart(Widget):
         eval_style = self.get_component_rich_style("loss-chart--eval", partial=True)
         pw = w - AXIS_W
         x_min, x_max = self.x_range()
-        xmap = self.curves["tokens"].at if self.by_tokens() else None
+        xmap = self._tokens_at if self.by_tokens() else None
         cols = shown.columns(pw * 2, x_max, x_min, xmap)
         evals = self.evals
         ecols = evals.columns(pw, x_max, x_min, xmap) if evals and evals.count else []
