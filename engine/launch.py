@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths, rundir, runlock
-from .distributed.launching import distributed_argv
+from . import paths, rundir, runlock, threads
+from .distributed.launching import distributed_argv, read_layout
 from .profile import Profile
 from .rundir import RunError
 
@@ -65,15 +65,17 @@ def _spawn(run_dir: Path, lock_fd: int, argv: list[str]) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    # OpenMP threads that spin while waiting starve each other when the CPU is shared (another run, the
-    # dashboard, a busy rig): measured here, a CPU step took 1.15 s spinning and 0.07 s passive.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env[runlock.FD_ENV] = str(lock_fd)
     # Several processes ([distributed]): the same engine under torchrun, whose agent holds the lock and is
     # the pid recorded below (engine/distributed/launching.py). One process: argv unchanged.
     argv = distributed_argv(run_dir, argv, env)
+    # How OpenMP threads wait, from how busy the CPU is now (engine/threads.py has the measurements).
+    choice = threads.choose(env, processes=int((read_layout(run_dir) or {}).get("processes") or 1))
+    env.update(choice.env)
     try:
         with open(run_dir / rundir.LOG, "ab") as log, open(os.devnull, "rb") as devnull:
+            log.write(choice.reason.encode() + b"\n")
+            log.flush()
             proc = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
                                     env=env, start_new_session=True, close_fds=True, pass_fds=(lock_fd,))
         rundir.write_pid(run_dir, proc.pid)

@@ -45,6 +45,8 @@ def test_run_completes_loss_falls_and_result_generates(source, method, home, mak
     assert "completed: step 10/10" in result.stdout
 
     run_dir = rundir.resolve("last")
+    # The launcher says how the engine's OpenMP threads wait (engine/threads.py); the suite sets PASSIVE.
+    assert (run_dir / rundir.LOG).read_text().startswith("threads: OMP_WAIT_POLICY=PASSIVE (set in the environment)")
     evs = events.read_all(run_dir / "events.jsonl")
     start = next(e for e in evs if e["type"] == "start")
     assert start["method"] == method and start["total_steps"] == 10
