@@ -101,12 +101,22 @@ def runs_loop(registry: RunRegistry, post: Post, stop: threading.Event, wake: th
         wake.wait(poll_s)
 
 
+LOAD_POST_S = 0.1    # while histories load, the table hears about them at most this often
+
+
 def load_loop(registry: RunRegistry, post: Post, stop: threading.Event, focused: Callable[[], str | None]) -> None:
-    """Read each run's history once (the focused run first); runs_loop follows them afterwards."""
+    """Read each run's history once (the focused run first, then newest first); runs_loop follows them
+    afterwards. Loaded runs are announced together, at most every LOAD_POST_S: one message per run made the
+    first frame with 200 runs wait behind 200 table redraws."""
     if registry.rescan():      # don't wait for runs_loop's first look: reattaching should be quick
         post(RunsChanged(registry.views(), set(), True, error=registry.error))
+    done: set[str] = set()
+    posted_at = time.monotonic()
     while _running(stop):
         pending = [t for t in registry.ordered() if not t.loaded and not t.loading]
+        if done and (not pending or time.monotonic() - posted_at >= LOAD_POST_S):
+            post(RunsChanged(registry.views(), done, True, error=registry.error))
+            done, posted_at = set(), time.monotonic()
         if not pending:
             stop.wait(0.2)
             continue
@@ -124,4 +134,7 @@ def load_loop(registry: RunRegistry, post: Post, stop: threading.Event, focused:
         except Exception as exc:
             t.note("error", f"cannot read this run: {exc}")
             t.mark_loaded()
-        post(RunsChanged(registry.views(), {t.run_id}, True, error=registry.error))
+        done.add(t.run_id)
+        if t.run_id == want:   # the run in focus is drawn as soon as it is read
+            post(RunsChanged(registry.views(), done, True, error=registry.error))
+            done, posted_at = set(), time.monotonic()

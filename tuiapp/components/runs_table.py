@@ -50,6 +50,7 @@ class RunsTable(DataTable):
         self._order: list[str] = []
         self._values: dict[str, dict[str, str]] = {}
         self._columns: tuple = ()
+        self._widest: dict[str, int] = {}   # the longest text per column in the rows shown (see _grows)
 
     def on_mount(self) -> None:
         self._set_columns(FULL)
@@ -61,7 +62,7 @@ class RunsTable(DataTable):
         self._columns = cols
         for key, label in cols:
             self.add_column(label, key=key, width=WIDTHS.get(key))
-        self._order, self._values = [], {}
+        self._order, self._values, self._widest = [], {}, {}
 
     def show(self, trackers: list[RunView], width: int) -> None:
         self._set_columns(columns_for(width))
@@ -71,21 +72,34 @@ class RunsTable(DataTable):
         if order != self._order:
             current = self.current_run()
             self.clear()
+            self._widest = {}
             for run_id in order:
-                self.add_row(*[self._cell(k, values[run_id][k]) for k in keys], key=run_id)
+                row = values[run_id]
+                for k in keys:
+                    self._widest[k] = max(self._widest.get(k, 0), len(row[k]))
+                self.add_row(*[self._cell(k, row[k]) for k in keys], key=run_id)
             self._order = order
             if current in order:
                 self.move_cursor(row=order.index(current), animate=False)
         else:
             for run_id in order:
-                old = self._values.get(run_id, {})
-                for k in keys:
-                    new = values[run_id][k]
-                    if old.get(k) != new:
-                        # Re-measuring the column only when the text grew keeps a ticking clock cheap.
-                        grow = k != "status" and len(new) > len(old.get(k) or "")
-                        self.update_cell(run_id, k, self._cell(k, new), update_width=grow)
+                self._update_row(run_id, self._values.get(run_id, {}), values[run_id])
         self._values = values
+
+    def _update_row(self, run_id: str, old: dict[str, str], new: dict[str, str]) -> None:
+        for k, _ in self._columns:
+            if old.get(k) != new[k]:
+                self.update_cell(run_id, k, self._cell(k, new[k]), update_width=self._grows(k, new[k]))
+
+    def _grows(self, key: str, text: str) -> bool:
+        """Whether a cell's new text is wider than any in its column. Only then is the column measured
+        again: Textual re-measures a whole column when a narrower cell is updated with update_width, which
+        made loading 200 runs quadratic (one 200-row scan per cell as each run's figures arrived). A column
+        that could shrink stays as wide until the rows are rebuilt."""
+        if key in WIDTHS or len(text) <= self._widest.get(key, 0):
+            return False
+        self._widest[key] = len(text)
+        return True
 
     def _cell(self, key: str, value: str):
         if key != "status":
@@ -98,12 +112,8 @@ class RunsTable(DataTable):
         """Bring one row up to date (the run in focus, as its panel redraws: the two never disagree)."""
         if view.run_id not in self._order:
             return
-        old = self._values.get(view.run_id, {})
         new = row_values(view)
-        for k, _ in self._columns:
-            if old.get(k) != new[k]:
-                grow = k != "status" and len(new[k]) > len(old.get(k) or "")
-                self.update_cell(view.run_id, k, self._cell(k, new[k]), update_width=grow)
+        self._update_row(view.run_id, self._values.get(view.run_id, {}), new)
         self._values[view.run_id] = new
 
     def restyle(self) -> None:
