@@ -8,15 +8,20 @@ Three in-process runs of the tiny model (LoRA, fp32, CPU), same data, micro-batc
   auto_find_batch_size   the same OOM raised in a plain trl SFTTrainer with auto_find_batch_size=True:
                          accelerate restarts the training loop from step 0 with batch x 0.9 and the same
                          accumulation (so the effective batch shrinks and the finished steps are repeated)
-Printed: steps/s before, during (the step that hit the OOM) and after, total time, optimizer steps run,
-steps repeated, effective batch at the end.
+Side by side and fair: one warm-up run first (imports, caches; discarded), then --rounds rounds, each
+running the three in a rotated order (so no kind always goes first or last), in one process on one thread
+with the same data and seed. Printed: per kind the medians of steps/s before, during (the step that hit
+the OOM) and after, total time, optimizer steps run, steps repeated and the effective batch at the end;
+then each round's cost (its total minus the same round's no-OOM total) as median and min-max; and the
+settings every side ran with.
 
-    python tests/bench/bench_backoff.py [--steps 30] [--oom-step 10]
+    python tests/bench/bench_backoff.py [--steps 30] [--oom-step 10] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -107,31 +112,45 @@ def run(kind, steps, oom_step, tmp):
                 effective=effective, rates=rates(c.marks, oom_step))
 
 
+KINDS = ("no OOM", "tunetop backoff", "auto_find_batch_size")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--oom-step", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    results = []
+    runs: dict[str, list[dict]] = {k: [] for k in KINDS}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TUNETOP_HOME"] = tmp
-        for kind in ("no OOM", "tunetop backoff", "auto_find_batch_size"):
-            results.append(run(kind, args.steps, args.oom_step, Path(tmp) / kind.replace(" ", "_")))
+        run("no OOM", 4, 2, Path(tmp) / "warmup")      # discarded: the first run pays imports and caches
+        for r in range(args.rounds):
+            for kind in KINDS[r % 3:] + KINDS[:r % 3]:
+                runs[kind].append(run(kind, args.steps, args.oom_step, Path(tmp) / f"{kind.replace(' ', '_')}-{r}"))
+    med = statistics.median
     fmt = lambda x: f"{x:6.2f}" if x else "   n/a"   # noqa: E731
-    print(f"\n{args.steps} optimizer steps, OOM at step {args.oom_step}, tiny model, LoRA fp32, CPU, 1 thread")
+    print(f"\n{args.steps} optimizer steps, OOM at step {args.oom_step}, tiny model, LoRA fp32, CPU; "
+          f"{args.rounds} rounds after a warm-up, order rotated per round; medians")
+    print(f"settings, every side: torch threads 1, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"400 rows, micro-batch 8 x accumulation 2, seed 42, lr 1e-3 constant")
     print(f"{'run':22s} {'steps/s before':>14s} {'during':>8s} {'after':>8s} {'total s':>8s} {'steps run':>10s} "
           f"{'repeated':>9s} {'mb x accum at end':>18s} {'effective':>10s}")
-    ref = results[0]["total"]
-    for r in results:
-        before, during, after = r["rates"]
-        print(f"{r['kind']:22s} {fmt(before):>14s} {fmt(during):>8s} {fmt(after):>8s} {r['total']:8.2f} "
-              f"{r['steps_run']:10d} {r['repeated']:9d} {r['shape']:>18s} {r['effective']:10d}")
-    print(f"\ncost of the backoff: {results[1]['total'] - ref:+.2f} s over the run without OOM; "
-          f"auto_find_batch_size: {results[2]['total'] - ref:+.2f} s, "
-          f"{results[2]['repeated']} steps repeated, effective batch {results[0]['effective']} -> "
-          f"{results[2]['effective']}")
+    for kind in KINDS:
+        rs = runs[kind]
+        rates_ = [[r["rates"][i] for r in rs if r["rates"][i]] for i in range(3)]
+        before, during, after = (med(x) if x else None for x in rates_)
+        last = rs[-1]
+        print(f"{kind:22s} {fmt(before):>14s} {fmt(during):>8s} {fmt(after):>8s} {med(r['total'] for r in rs):8.2f} "
+              f"{last['steps_run']:10d} {last['repeated']:9d} {last['shape']:>18s} {last['effective']:10d}")
+    for kind in KINDS[1:]:
+        costs = [r["total"] - ref["total"] for r, ref in zip(runs[kind], runs["no OOM"])]
+        print(f"cost of {kind}: median {med(costs):+.2f} s over the same round's run without OOM "
+              f"(min {min(costs):+.2f}, max {max(costs):+.2f}, {len(costs)} rounds)")
+    print(f"auto_find_batch_size repeated {runs['auto_find_batch_size'][-1]['repeated']} steps; effective batch "
+          f"{runs['no OOM'][-1]['effective']} -> {runs['auto_find_batch_size'][-1]['effective']}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Goal: tunetop within 2x of the minimal app (issue 15), with 0 and 200 runs.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -78,6 +79,7 @@ MINIMAL_TMUX = textwrap.dedent("""
     Minimal().run()
 """)
 TUNETOP_TMUX = "from tuiapp.app import TunetopApp\nTunetopApp().run()\n"
+_SESSIONS = itertools.count()
 FRAME_MARK = {"minimal": "^p", "tunetop": "Quit"}   # the footer's last key: drawn once the frame is complete
 
 
@@ -101,7 +103,7 @@ def make_runs(root: Path, count: int, steps: int = 300) -> None:
 
 
 def sample_tmux(name: str, code: str, env: dict) -> float:
-    session = f"bench-startup-{os.getpid()}"
+    session = f"bench-startup-{os.getpid()}-{next(_SESSIONS)}"   # a fresh name: a killed one may linger
     envs = [f"{k}={env[k]}" for k in ("TUNETOP_HOME", "PYTHONPATH")]
     t0 = time.time()
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
