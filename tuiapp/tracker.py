@@ -21,7 +21,7 @@ from engine.events import EVENT_TYPES, SCHEMA_VERSION, parse_line
 from engine.growing_file import GrowingFile
 from engine.rundir import RunState
 
-from . import curve_cache, fmt
+from . import curve_cache, fmt, series
 from .scan import first_step_after, sample, scan, step_points
 from .series import Series
 
@@ -252,6 +252,8 @@ class RunTracker:
                 data.curves.update(cached.curves)
                 data.loss, data.evals = data.curves["loss"], cached.evals
             sink = _Batches(data.curves)
+            # A long history: numpy bins it (a step line is ~250-400 bytes).
+            series.load_numpy((st.st_size - (cached.offset if cached else 0)) // 400)
             try:
                 result = scan(self.events_path, sink.add, start=cached.offset if cached else 0, cancelled=cancelled,
                               tail_start=0)
