@@ -12,22 +12,26 @@ Per size, in alternating rounds (median and min-max printed; the machine is shar
 Dashboard figures are from its first frame (in-process, headless 120x40, the run in focus; its start-up is
 bench_startup.py's). Goals (issue 15): exact chart 100k < 0.5 s, 1M < 2 s.
 
-Measured on the 2-core dev machine, shared with two other engineers' test runs (load average 2-7),
-2026-12-02; median (min-max) of 3 rounds at 100k, 2 at 1M; json.loads 1 round at 1M. "before" is the code
-before the chart work (loss only, no saved reading), run with this same harness right after:
+Measured on the 2-core dev machine, shared with two other engineers' test runs (load average 4-7: wall
+times moved 2-3x from one minute to the next, so CPU time is printed too), 2026-12-02. "before" is the code
+before the chart work (loss only, no saved reading), run with this same harness, alternating with "after"
+in the same minutes; median (min-max) of 3 alternating pairs at 100k, 1 pair at 1M (plus an earlier pair
+in a quieter minute, in brackets):
 
-  events (file)     json.loads          before: exact chart    first open: exact chart   reattach: exact chart
-  100k (36 MB)      1.84 s (1.84-2.73)  2.14 s (1.74-2.28)     1.39 s (1.38-1.70)        0.032 s (0.028-0.033)
-  1M   (361 MB)     10.7 s / 13.6 s     2.66 s (2.12-3.21)     4.62 s (4.24-4.99)        0.22 s (0.18-0.26)
-  CPU, first open   -                   0.62 s / 2.65 s        0.72 s / 4.63 s           -
+  events (file)   json.loads         before: first open = every reattach   after: first open      after: reattach
+  100k (36 MB)    1.8-3.3 s          wall 1.14 s (0.78-2.29)               wall 1.37 s (0.94-2.98) 0.053 s (0.027-0.097)
+                                     CPU  0.61 s (0.53-0.72)               CPU  0.91 s (0.59-0.97)
+  1M  (361 MB)    10.7-14.3 s        wall 8.07 s [2.66 s]                  wall 6.55 s [4.62 s]    0.03 s [0.22 s]
+                                     CPU  4.02 s [2.65 s]                  CPU  6.11 s [4.63 s]
 
-Before, every reattach cost the full scan (1M: 2.7-3.2 s); now only the first open of a run does, and it
-bins four curves (loss, lr, grad norm, tokens seen) instead of one. At 100k the first open is faster than
-before despite that (no preview round trip below 64 MB, batched binning); at 1M it is CPU-bound: the
-regex (~1.2 us a line) and float()/int() on five numbers (~0.3 us each) on this machine. Goals: the
-reattach meets both (0.03 s and 0.22 s); the first open misses both here. Meeting them for the first open
-takes not parsing text at all: an index of binary (step, loss, lr, grad_norm, tokens_seen) records
-written by the engine beside events.jsonl (the engine's files are not this change's).
+Before, every reattach cost the full scan; now only the first open of a run does, and that scan bins four
+curves (loss, lr, grad norm, tokens seen) instead of one, for about 1.5x the CPU. It is bound by the regex
+(~1.2 us a line) and by float()/int() on five numbers (~0.3 us each) here. Goals (100k < 0.5 s, 1M < 2 s):
+the reattach meets both; the first open misses both on this machine. Tried and left: pyarrow's CSV reader
+converts the numbers ~3x faster but costs 0.67 s once (import, first call), about a second saved at 1M and
+a loss at 100k; pyarrow.json and RE2 (pyarrow.compute.extract_regex) were no faster than the regex here.
+Meeting the goals for a first open takes not parsing text at all: an index of binary (step, loss, lr,
+grad_norm, tokens_seen) records written by the engine beside events.jsonl (engine files: not this change's).
 
     python tests/bench/bench_reattach.py [--sizes 100000 1000000] [--rounds 3] [--plain-rounds N]
 """
