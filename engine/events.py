@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from .event_index import IndexWriter
 from .growing_file import GrowingFile
 
 SCHEMA_VERSION = 1
@@ -64,17 +65,21 @@ class EventWriter:
         self._closers: list = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND: each whole-line write lands at the end even if someone else appends (a relaunch).
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "ab")
         # A file that ends in a torn line (the last writer died mid-line) must not swallow our first event.
         if self._f.tell() > 0 and not _ends_with_newline(self.path):
-            self._f.write("\n")
+            self._f.write(b"\n")
+        # Where each line went, for readers of long histories (engine/event_index.py: events.idx).
+        self._index = IndexWriter(self.path)
 
     def write(self, type_: str, **fields: Any) -> dict:
         event = make(type_, **fields)
-        line = json.dumps(event, separators=(",", ":"), default=_jsonable) + "\n"
+        line = (json.dumps(event, separators=(",", ":"), default=_jsonable) + "\n").encode()
         with self._lock:
             self._f.write(line)
             self._f.flush()
+            # After an O_APPEND write the position is the end of our line, whoever else appends.
+            self._index.add(os.lseek(self._f.fileno(), 0, os.SEEK_CUR) - len(line), len(line), event)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -100,6 +105,7 @@ class EventWriter:
         except (OSError, ValueError):
             pass
         self._f.close()
+        self._index.close()
 
 
 # A line longer than this is skipped by every reader (a runaway log message, a corrupt or hostile file):

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import re
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Callable
 
+from engine import event_index
 from engine.events import parse_line
 
 # Bytes per read. Small on purpose: re.findall holds the GIL for its whole call, so the UI thread gets a
@@ -65,36 +67,83 @@ def scan(path: Path, on_points: OnPoints, start: int = 0, cancelled: Callable[[]
          tail_start: int | None = None) -> Scan:
     """Scan events.jsonl from `start`; each curve's (steps, values) go to on_points in file order, chunk by
     chunk: "loss", "lr", "grad_norm" and "tokens" (tokens_seen). The last step events are read back to
-    tail_start (default `start`; 0 when the part before `start` was read earlier, see curve_cache)."""
+    tail_start (default `start`; 0 when the part before `start` was read earlier, see curve_cache).
+
+    Where the engine's index (engine/event_index.py) covers the file and checks out against it, its records
+    give the step numbers and the other lines' places, and only what it does not cover is read here."""
     result = Scan(offset=start)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    covered = event_index.read(path, start)
     with open(path, "rb") as f:
-        f.seek(start)
-        held = 0                                      # bytes of an unfinished line kept at buf[0:held]
-        pos = start                                   # file offset of buf[0]
-        while not cancelled():
-            if held == len(buf):                      # one line longer than the buffer: make room
-                buf.extend(bytes(len(buf)))
-                view.release()
-                view = memoryview(buf)
-            got = f.readinto(view[held:])
-            if not got:
-                break
-            size = held + got
-            end = buf.rfind(b"\n", 0, size) + 1
-            if end:
-                _scan_chunk(buf, end, pos, result, on_points)
-                pos += end
-            # Keep the unfinished last line for the next read (reads into the buffer, no new bytes objects).
-            buf[0:size - end] = buf[end:size]
-            held = size - end
-        result.offset = pos
-        result.torn_tail = bytes(buf[:held])
-    view.release()
+        rest = _from_index(f, covered, start, result, on_points, cancelled) if covered is not None else start
+        result.offset, result.torn_tail = _read_range(f, rest, None, result, on_points, cancelled)
     result.events.sort(key=_OFFSET)   # found kind by kind: back into file order
     result.tail_steps = _tail_steps(path, result.offset, start if tail_start is None else tail_start)
     return result
+
+
+def _from_index(f, covered: event_index.Covered, start: int, result: Scan, on_points: OnPoints,
+                cancelled: Callable[[], bool]) -> int:
+    """Feed the index's points, reading the byte ranges it skips in between (in file order); returns where
+    the index ends."""
+    result.step_events += covered.step_events
+    cursor = start
+    for a, b in [*covered.gaps, (covered.end, covered.end)]:
+        for name, (offsets, steps, values) in covered.curves.items():
+            i, j = _between(offsets, cursor, a)
+            if j > i:
+                on_points(name, steps[i:j], values[i:j])
+        if b > a:
+            _, torn = _read_range(f, a, b, result, on_points, cancelled)
+            if torn.strip():
+                result.corrupt += 1
+        cursor = b
+    for offset, length in covered.others:
+        f.seek(offset)
+        event = parse_line(f.read(length).rstrip(b"\n"))
+        if event is None:
+            result.corrupt += 1
+        else:
+            result.events.append((offset, event))
+    return covered.end
+
+
+def _between(offsets, lo: int, hi: int) -> tuple[int, int]:
+    if hasattr(offsets, "searchsorted"):
+        return int(offsets.searchsorted(lo)), int(offsets.searchsorted(hi))
+    return bisect_left(offsets, lo), bisect_left(offsets, hi)
+
+
+def _read_range(f, begin: int, stop: int | None, result: Scan, on_points: OnPoints,
+                cancelled: Callable[[], bool]) -> tuple[int, bytes]:
+    """Scan whole lines from `begin` to `stop` (None: the end of the file). Returns (the offset after the
+    last whole line, the unfinished bytes after it)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    f.seek(begin)
+    held = 0                                      # bytes of an unfinished line kept at buf[0:held]
+    pos = begin                                   # file offset of buf[0]
+    while not cancelled():
+        if held == len(buf):                      # one line longer than the buffer: make room
+            buf.extend(bytes(len(buf)))
+            view.release()
+            view = memoryview(buf)
+        want = len(buf) - held if stop is None else min(len(buf) - held, stop - pos - held)
+        if want <= 0:
+            break
+        got = f.readinto(view[held:held + want])
+        if not got:
+            break
+        size = held + got
+        end = buf.rfind(b"\n", 0, size) + 1
+        if end:
+            _scan_chunk(buf, end, pos, result, on_points)
+            pos += end
+        # Keep the unfinished last line for the next read (reads into the buffer, no new bytes objects).
+        buf[0:size - end] = buf[end:size]
+        held = size - end
+    torn = bytes(buf[:held])
+    view.release()
+    return pos, torn
 
 
 def _scan_chunk(buf: bytearray, end: int, base: int, result: Scan, on_points: OnPoints) -> None:

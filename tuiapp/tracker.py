@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from engine import rundir
+from engine import event_index, rundir
 from engine.events import EVENT_TYPES, SCHEMA_VERSION, parse_line
 from engine.growing_file import GrowingFile
 from engine.rundir import RunState
@@ -236,7 +236,9 @@ class RunTracker:
         # are few the exact chart comes as fast as a preview would.
         cached = curve_cache.load(self.events_path) if st is not None and st.st_size >= curve_cache.MIN_BYTES \
             else None
-        if st is not None and st.st_size - (cached.offset if cached else 0) > PREVIEW_BYTES:
+        # A long history the engine indexed (events.idx) reads exactly in about the time a preview takes.
+        if st is not None and st.st_size - (cached.offset if cached else 0) > PREVIEW_BYTES \
+                and not event_index.index_path(self.events_path).exists():
             try:
                 preview = self._preview(st.st_size)
             except OSError:

@@ -56,6 +56,7 @@ GOALS = {100_000: 0.5, 1_000_000: 2.0}
 def write_run(root: Path, n: int) -> Path:
     """A finished run of n step events (the engine's field order, CUDA memory) with an eval every 500 steps.
     Lines are formatted from a template: json.dumps per line would take longer than what is measured."""
+    from engine import event_index
     from engine.profile import dumps, load_named
     run = root / f"20250101-000000-steps{n}"
     run.mkdir(parents=True)
@@ -69,21 +70,34 @@ def write_run(root: Path, n: int) -> Path:
         f.write(json.dumps({"v": 1, "t": t, "type": "start", "run_id": run.name, "profile": "demo",
                             "model": "tiny", "method": "lora", "micro_batch": 8, "grad_accum": 2,
                             "total_steps": n}, separators=(",", ":")) + "\n")
+        index = open(run / event_index.INDEX, "wb")   # what the engine's EventWriter writes beside it
+        pos = f.tell()
+        index.write(event_index.record(0, pos, {"type": "start"}))
         lines = []
         for i in range(1, n + 1):
             t += 0.5
-            lines.append(step % (t, i, n, round(i / n * 3, 4), 6.2 - 4 * i / n + (i % 7) * 0.01,
-                                 2e-4 * min(1.0, i / 100) * (1 - 0.9 * i / n), 0.31 + (i % 13) * 0.01, i * 2048,
-                                 (n - i) * 0.5))
+            loss, lr, grad = 6.2 - 4 * i / n + (i % 7) * 0.01, 2e-4 * min(1.0, i / 100) * (1 - 0.9 * i / n), \
+                0.31 + (i % 13) * 0.01
+            line = step % (t, i, n, round(i / n * 3, 4), loss, lr, grad, i * 2048, (n - i) * 0.5)
+            lines.append(line)
+            index.write(event_index.record(pos, len(line), {"type": "step", "step": i, "loss": loss, "lr": lr,
+                                                            "grad_norm": grad, "tokens_seen": i * 2048}))
+            pos += len(line)
             if i % 500 == 0:
-                lines.append(json.dumps({"v": 1, "t": round(t, 3), "type": "eval", "step": i,
-                                         "eval_loss": 6.0 - 4 * i / n}, separators=(",", ":")) + "\n")
+                line = json.dumps({"v": 1, "t": round(t, 3), "type": "eval", "step": i,
+                                   "eval_loss": 6.0 - 4 * i / n}, separators=(",", ":")) + "\n"
+                lines.append(line)
+                index.write(event_index.record(pos, len(line), {"type": "eval"}))
+                pos += len(line)
             if len(lines) >= 10_000:
                 f.write("".join(lines))
                 lines.clear()
         f.write("".join(lines))
-        f.write(json.dumps({"v": 1, "t": t + 1, "type": "end", "status": "completed", "step": n,
-                            "total_steps": n}, separators=(",", ":")) + "\n")
+        line = json.dumps({"v": 1, "t": t + 1, "type": "end", "status": "completed", "step": n,
+                           "total_steps": n}, separators=(",", ":")) + "\n"
+        f.write(line)
+        index.write(event_index.record(pos, len(line), {"type": "end"}))
+        index.close()
     return run
 
 
@@ -152,7 +166,10 @@ def main() -> None:
             events = run / "events.jsonl"
             size = events.stat().st_size
             plain_rounds = args.plain_rounds if args.plain_rounds is not None else (args.rounds if n <= 100_000 else 1)
-            rows: dict[str, list] = {k: [] for k in ("plain", "read", "frame", "sampled", "cold", "cold_cpu", "warm")}
+            rows: dict[str, list] = {k: [] for k in ("plain", "read", "frame", "sampled", "cold", "cold_cpu", "warm",
+                                                      "indexed", "indexed_cpu")}
+            idx, hidden = run / "events.idx", run / "events.idx.hidden"
+            idx.rename(hidden)        # the no-index rows: a run from before the engine wrote one
             for r in range(args.rounds):        # alternating: each round runs every side once
                 if r < plain_rounds:
                     rows["plain"].append(plain(events))
@@ -165,6 +182,12 @@ def main() -> None:
                 rows["cold"].append(cold)
                 rows["cold_cpu"].append(cold_cpu)
                 rows["warm"].append(asyncio.run(open_run(root, n))[2])
+                shutil.rmtree(curve_cache.folder(), ignore_errors=True)
+                hidden.rename(idx)
+                _, _, indexed, indexed_cpu = asyncio.run(open_run(root, n))
+                idx.rename(hidden)
+                rows["indexed"].append(indexed)
+                rows["indexed_cpu"].append(indexed_cpu)
             goal = GOALS.get(n)
             print(f"reattach to {n:,} step events ({size / 1e6:.0f} MB events.jsonl), {args.rounds} rounds, "
                   f"median (min-max); the app's first frame took {fig(rows['frame'])} and is not counted:")
@@ -172,13 +195,16 @@ def main() -> None:
             print(f"  read the bytes (the floor)            {fig(rows['read'])}")
             print(f"  first open: sampled chart             {fig(rows['sampled'])}")
             print(f"  first open: exact chart, CPU time     {fig(rows['cold_cpu'])}  (the process's, all threads)")
-            for label, key in (("first open: exact chart", "cold"), ("reattach: exact chart", "warm")):
+            print(f"  first open, events.idx: CPU time      {fig(rows['indexed_cpu'])}")
+            for label, key in (("first open: exact chart", "cold"), ("reattach: exact chart", "warm"),
+                               ("first open with events.idx", "indexed")):
                 med = statistics.median(rows[key])
                 verdict = ("OK" if med < goal else "MISSED") if goal else ""
                 ratio = statistics.median(rows["plain"]) / med if rows["plain"] else None
                 print(f"  {label:<36}  {fig(rows[key])}  goal < {goal} s: {verdict}"
                       + (f"   {ratio:.0f}x faster than json.loads" if ratio else ""))
             events.unlink()
+            hidden.unlink()
 
 
 if __name__ == "__main__":
