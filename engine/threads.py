@@ -3,22 +3,33 @@
 OpenMP's wait policy is read when the runtime starts and cannot change afterwards, so the launcher decides
 it and passes it in the engine's environment (torchrun hands it on to every rank).
 
-- Threads that spin while they wait (the library default) are fastest when the process has the cores to
-  itself, and collapse when another busy process shares them: a spinning thread holds its core while the
-  thread it waits for sits descheduled behind the other process.
-- Passive threads (OMP_WAIT_POLICY=PASSIVE) sleep at once: robust on a shared CPU, slower on a quiet one,
-  where every parallel region pays a wake-up.
+Measured with tests/bench/bench_engine_speed.py on the 2-core machine the suite is sized for (the demo-
+shaped model, hidden 256, micro-batch 8 x 2, seq 256; the engine and a plain TRL script under the same
+policy, same rows in the same order, alternating rounds; "hog" is a busy loop started before the run;
+steps/s of the engine, plain TRL's beside it):
 
-So `auto` (the default) keeps the library default, what plain PyTorch and TRL do, when the CPU has room
-for the engine's threads at launch, and chooses passive waits when it is already oversubscribed. The
-figures behind that rule are measured by tests/bench/bench_engine_speed.py (see the comment below).
+    policy                          LoRA quiet     LoRA hog       QLoRA quiet    QLoRA hog
+    library default (spin 300k)     3.47 / 3.39    0.09 / 0.97    1.15 / 1.09    see the note
+    OMP_WAIT_POLICY=PASSIVE         2.13 / 2.01    2.00 / 2.02    1.13 / 1.12    see the note
+    GOMP_SPINCOUNT=10000 (short)    3.27 / 3.01    0.74 / 0.71    1.16 / 1.27    see the note
 
-On a GPU machine the CPU does little (collation, the odd small op), so an idle rig gets the library
-default, exactly as a plain TRL script would: the choice cannot cost GPU throughput; a rig busy with other
-work at launch gets passive waits, which leave its cores to that work.
+- Spinning threads are fastest on a quiet CPU and collapse beside a busy process: 0.09 steps/s, 38x
+  slower, for the detached engine, which runs in its own session and so (with the kernel's autogroup
+  scheduling, on by default) in its own CPU share: its two spinning threads waited on each other while
+  the other held the core.
+- Passive threads sleep at once: robust (the hog costs them 6%), but 39% slower on a quiet CPU for LoRA.
+- A short spin (10,000 turns of libgomp's loop, the default is 300,000) keeps 94% of the quiet speed and,
+  when load arrives after launch, degrades to 0.74 steps/s instead of collapsing.
+- QLoRA on CPU (bitsandbytes dequantising each layer) does not care: within 5% whatever the policy.
 
-Overrides, in order: OMP_WAIT_POLICY in the environment is always kept; TUNETOP_THREAD_POLICY=passive or
-default forces one; `auto` (or unset) decides as above.
+So `auto` (the default): a CPU already busy at launch gets passive waits; an idle one gets the short spin
+(near the library's speed, and no collapse if another run or a compile starts later). On a GPU machine the
+CPU does little (collation, the odd small op): an idle rig gets the short spin, a busy one passive waits,
+neither of which costs GPU throughput. GOMP_SPINCOUNT is libgomp's (PyTorch's Linux builds); elsewhere the
+short spin is the library default.
+
+Overrides, in order: OMP_WAIT_POLICY (and GOMP_SPINCOUNT) in the environment are always kept;
+TUNETOP_THREAD_POLICY=spin, passive or default forces one; `auto` (or unset) decides as above.
 """
 from __future__ import annotations
 
@@ -27,12 +38,8 @@ import time
 from dataclasses import dataclass
 
 POLICY_ENV = "TUNETOP_THREAD_POLICY"
-POLICIES = ("auto", "passive", "default")
-
-# Why (issue 15's measurements on the 2-core machine the suite is sized for, LoRA on the demo model): the
-# engine under PASSIVE ran 0.47x plain TRL under the default on a quiet CPU (QLoRA 0.54x); with the same
-# policy on both sides the ratio was 1.07 (passive) and 0.91 (default); with another process holding a
-# core, spinning threads fell to 1-3 steps/s while passive ones kept 5-12.
+POLICIES = ("auto", "spin", "passive", "default")
+SHORT_SPIN = "10000"     # GOMP_SPINCOUNT for "spin" (see the table above)
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,11 @@ class ThreadChoice:
     reason: str            # one line for engine.log: what was chosen and why
 
 
-def busy_cpus(samples: int = 5, interval_s: float = 0.02) -> float:
-    """Runnable threads on the machine right now, not counting the one asking (the mean of a few
-    readings of /proc/stat's procs_running, which moves faster than the load average); the 1-minute load
+def busy_cpus(samples: int = 10, interval_s: float = 0.02) -> float:
+    """CPUs kept busy by other work right now: the fewest runnable threads in a few readings of
+    /proc/stat's procs_running over 0.2 s, not counting the one asking. The fewest, because a process that
+    holds a core is runnable in every reading, while a blip (a process starting or exiting, a kernel
+    thread) is not: the mean turned a quiet machine "busy" in one launch of four. The 1-minute load
     average where /proc is missing."""
     readings = []
     for i in range(samples):
@@ -58,7 +67,7 @@ def busy_cpus(samples: int = 5, interval_s: float = 0.02) -> float:
         if i + 1 < samples:
             time.sleep(interval_s)
     if readings:
-        return max(0.0, sum(readings) / len(readings))
+        return float(max(0, min(readings)))
     try:
         return os.getloadavg()[0]
     except OSError:
@@ -98,6 +107,13 @@ def wanted_threads(env: dict[str, str], processes: int, cpus: int) -> int:
 def choose(env: dict[str, str], processes: int = 1, cpus: int | None = None,
            busy: float | None = None) -> ThreadChoice:
     """The wait policy for `processes` engine processes on this machine started with `env`."""
+    choice = _choose(env, processes, cpus, busy)
+    if env.get("GOMP_SPINCOUNT"):   # libgomp's spin length, also the user's to set: said, never changed
+        return ThreadChoice(choice.env, f"{choice.reason}; GOMP_SPINCOUNT={env['GOMP_SPINCOUNT']}")
+    return choice
+
+
+def _choose(env: dict[str, str], processes: int, cpus: int | None, busy: float | None) -> ThreadChoice:
     if env.get("OMP_WAIT_POLICY"):
         return ThreadChoice({}, f"threads: OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']} (set in the environment)")
     asked = (env.get(POLICY_ENV) or "auto").strip().lower()
@@ -105,16 +121,20 @@ def choose(env: dict[str, str], processes: int = 1, cpus: int | None = None,
     if asked not in POLICIES:   # never fatal: the run starts as under auto, and the log says why
         note = f"; {POLICY_ENV}={env[POLICY_ENV]!r} is not one of {', '.join(POLICIES)}: auto used"
         asked = "auto"
+    spin = {} if env.get("GOMP_SPINCOUNT") else {"GOMP_SPINCOUNT": SHORT_SPIN}
     if asked == "passive":
         return ThreadChoice({"OMP_WAIT_POLICY": "PASSIVE"}, f"threads: passive waits ({POLICY_ENV}=passive)")
     if asked == "default":
         return ThreadChoice({}, f"threads: the OpenMP default ({POLICY_ENV}=default)")
+    if asked == "spin":
+        return ThreadChoice(spin, f"threads: short spins ({POLICY_ENV}=spin)")
     cpus = cpus or usable_cpus()
     busy = busy_cpus() if busy is None else busy
     threads = wanted_threads(env, processes, cpus)
     if busy + threads > cpus + 0.5:
         return ThreadChoice({"OMP_WAIT_POLICY": "PASSIVE"},
-                            f"threads: passive waits ({busy:.1f} of {cpus} CPUs busy at launch, {threads} threads "
-                            f"wanted: spinning threads would starve each other; {POLICY_ENV}=default overrides){note}")
-    return ThreadChoice({}, f"threads: the OpenMP default ({busy:.1f} of {cpus} CPUs busy at launch: room for "
-                            f"{threads} threads; {POLICY_ENV}=passive overrides){note}")
+                            f"threads: passive waits ({busy:.0f} of {cpus} CPUs busy at launch, {threads} threads "
+                            f"wanted: spinning threads would starve each other; {POLICY_ENV}=spin overrides){note}")
+    return ThreadChoice(spin, f"threads: short spins ({busy:.0f} of {cpus} CPUs busy at launch: room for {threads} "
+                              f"threads; spinning briefly keeps the library's speed and cannot collapse if load "
+                              f"comes later; {POLICY_ENV}=passive overrides){note}")

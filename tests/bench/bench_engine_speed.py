@@ -109,6 +109,17 @@ def base_env() -> dict:
     return env
 
 
+# The policies compared, as the environment of each side: the engine's pinned through TUNETOP_THREAD_POLICY
+# (engine/threads.py), the plain script's through OpenMP's own variables. "spin": libgomp spins a short while
+# (GOMP_SPINCOUNT, default 300,000 when no policy is set) before it sleeps.
+SPIN_COUNT = "10000"   # engine/threads.py SHORT_SPIN
+ENGINE_ENV = {"default": {"TUNETOP_THREAD_POLICY": "default"}, "passive": {"TUNETOP_THREAD_POLICY": "passive"},
+              "auto": {"TUNETOP_THREAD_POLICY": "auto"},
+              "spin": {"TUNETOP_THREAD_POLICY": "spin"}}
+PLAIN_ENV = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "auto": {},
+             "spin": {"GOMP_SPINCOUNT": SPIN_COUNT}}
+
+
 def engine_run(profile: dict, policy: str, home: Path) -> dict:
     import tomli_w
 
@@ -116,7 +127,7 @@ def engine_run(profile: dict, policy: str, home: Path) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     path = home / "bench.toml"
     path.write_text(tomli_w.dumps(profile))
-    env = {**base_env(), "TUNETOP_HOME": str(home), "TUNETOP_THREAD_POLICY": policy}
+    env = {**base_env(), "TUNETOP_HOME": str(home), **ENGINE_ENV[policy]}
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "tuiapp", "run", str(path)], cwd=ROOT, env=env, check=True,
                    capture_output=True)
@@ -129,14 +140,12 @@ def engine_run(profile: dict, policy: str, home: Path) -> dict:
 
 
 def plain_run(model: Path, rows: Path, steps: int, out: Path, method: str, policy: str) -> dict:
-    env = base_env()
-    if policy == "passive":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env = {**base_env(), **PLAIN_ENV[policy]}
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", PLAIN, str(model), str(rows), str(steps), str(out), method,
                            repr(t0)], capture_output=True, text=True, check=True, env=env)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["settings"] = "OMP_WAIT_POLICY=PASSIVE" if policy == "passive" else "the OpenMP default"
+    result["settings"] = " ".join(f"{k}={v}" for k, v in PLAIN_ENV[policy].items()) or "the OpenMP default"
     return result
 
 
@@ -151,7 +160,7 @@ def startup(result: dict) -> float:
 
 def cell(model, data, rows, steps, rounds, method, policy, tmp: Path, tag: str) -> dict:
     engine, plain = [], []
-    plain_policy = "default" if policy == "auto" else policy
+    plain_policy = policy
     for i in range(rounds):
         sides = [("engine", lambda: engine_run(profile_dict(model, data, steps, method), policy,
                                                tmp / f"{tag}-e{i}")),
