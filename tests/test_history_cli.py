@@ -77,3 +77,41 @@ def test_rm_deletes_a_finished_run_after_asking(o, copies):
 def _cli(o, env, *args):
     from .helpers import run_cli
     return run_cli(*args, env=env)
+
+
+@pytest.mark.slow
+def test_the_dashboard_prunes_with_p_after_asking_with_cancel_preselected(o, copies):
+    from engine.telemetry import ScriptedSource
+    from tuiapp.app import TunetopApp
+    from tuiapp.components.confirm import ConfirmScreen
+
+    from .helpers import await_until
+    from .tui_helpers import drive, wait_text
+    env, runs = copies
+    run = runs / o.runs["completed"].name
+    app = TunetopApp(gpu_source=ScriptedSource.no_gpu(), runs_root=runs)
+    said: list[str] = []
+    app.notify = lambda message, **kw: said.append(str(message))   # the toasts, as text
+
+    def ckpts():
+        return sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
+
+    async def scenario(pilot):
+        await wait_text(pilot, "runs (5)")
+        app.query_one("#table").select_run(run.name)
+        await wait_text(pilot, f"run {run.name}")
+        await pilot.press("p")
+        assert isinstance(app.screen, ConfirmScreen)
+        await wait_text(pilot, "Delete 2 checkpoint(s) (checkpoint-4, checkpoint-6", "keeping checkpoint-8")
+        await pilot.press("enter")                  # Cancel is the default: nothing goes
+        assert await await_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5)
+        await pilot.pause(0.3)
+        assert len(ckpts()) == 3
+        await pilot.press("p", "y")
+        assert await await_until(pilot, lambda: ckpts() == ["checkpoint-8"], 10)
+        assert await await_until(pilot, lambda: any("freed" in s and "kept checkpoint-8" in s for s in said), 10)
+        await pilot.press("p")                      # again: only the last one is left, nothing is asked
+        assert await await_until(pilot, lambda: any("nothing to prune" in s for s in said), 5)
+        assert not isinstance(app.screen, ConfirmScreen)
+    drive(app, (120, 40), scenario)
+    assert rundir.last_checkpoint(run).name == "checkpoint-8"

@@ -11,7 +11,10 @@ from pathlib import Path
 from textual import work
 from textual.app import SystemCommand
 
-from engine import launch, rundir
+from engine import rundir
+
+# engine.launch (the launcher, torchrun planning, the validator) is imported by the actions that start or
+# stop an engine: the dashboard's first frame does not wait for it.
 
 from .components.confirm import ConfirmScreen
 from .components.help_screen import HelpScreen
@@ -48,6 +51,7 @@ class RunActions:
             return
 
         def answer(yes: bool | None) -> None:
+            from engine import launch
             if yes:
                 self._guard(lambda: (launch.stop(t.path), self.notify(
                     f"asked run {t.run_id} to stop: it finishes the current step, saves a checkpoint and exits")))
@@ -66,6 +70,7 @@ class RunActions:
             return
 
         def go():
+            from engine import launch
             launch.resume(t.path)
             ckpt = rundir.last_checkpoint(t.path)
             self.notify(f"resuming run {t.run_id} from {ckpt.name if ckpt else 'the beginning (no checkpoint)'}")
@@ -131,6 +136,7 @@ class RunActions:
         self.push_screen(LaunchPicker(list_profiles()), chosen)
 
     def _launch(self, path: Path) -> None:
+        from engine import launch
         from engine.profile import load_named
         profile = load_named(str(path))
         run_dir = launch.launch(profile, self.runs_root if not profile.output.runs_root else None)

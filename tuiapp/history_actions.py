@@ -6,13 +6,19 @@ The app calls `filter_views` and `show_marks` where it fills the runs table.
 """
 from __future__ import annotations
 
+import shutil
 from functools import partial
+from pathlib import Path
 
+from textual import work
 from textual.binding import Binding
 
+from engine import rundir
+
 from . import alerts
+from .components.confirm import ConfirmScreen
 from .fmt import size
-from .history import matches
+from .history import matches, prune_plan
 
 MAX_COMPARE = 6
 
@@ -22,6 +28,8 @@ class HistoryActions:
         Binding("space", "mark", "Mark", tooltip="mark or unmark the run in focus for compare"),
         Binding("c", "compare", "Compare", tooltip="compare the marked runs (2-6): loss overlaid, what differs"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="filter the runs table by words"),
+        Binding("p", "prune", "Prune", show=False,
+                tooltip="prune the run in focus: delete all but its last complete checkpoint (asks first)"),
     ]
     marked: list
     run_filter: str = ""
@@ -32,6 +40,45 @@ class HistoryActions:
         stop = self._stop
         self.run_worker(partial(alerts.alerts_loop, self.runs_root, self.post_message, stop),
                         thread=True, group="alerts", exclusive=True, name="run alerts")
+
+    # -- freeing disk space (what `tunetop prune` does) ------------------------------------------------------
+
+    def action_prune(self) -> None:
+        t = self._focused_tracker("prune")
+        if t is None:
+            return
+        if t.view.state.active or rundir.alive_pid(t.path) is not None:
+            self.notify(f"run {t.run_id} is still running: stop it first (s)", severity="error")
+            return
+        keep, doomed = prune_plan(t.path)
+        if keep is None:
+            self.notify(f"run {t.run_id} has no complete checkpoint to keep: nothing pruned "
+                        "(d deletes the whole run)", severity="warning")
+            return
+        if not doomed:
+            self.notify(f"run {t.run_id}: only {keep.name} is left, nothing to prune")
+            return
+        freed = sum(rundir.disk_use(p) for p in doomed)
+        names = ", ".join(p.name for p in doomed)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete_checkpoints(t.run_id, doomed, freed, keep.name)
+
+        self.push_screen(ConfirmScreen(
+            f"Prune run {t.run_id}?\n\nDelete {len(doomed)} checkpoint(s) ({names}; {size(freed)}), keeping "
+            f"{keep.name}, the one a resume starts from.\nThis cannot be undone.", yes="Prune"), answer)
+
+    @work(thread=True, group="prune", exit_on_error=False)
+    def _delete_checkpoints(self, run_id: str, doomed: list[Path], freed: int, kept: str) -> None:
+        # Checkpoints can be gigabytes: removed off the UI thread.
+        try:
+            for path in doomed:
+                shutil.rmtree(path)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"cannot prune {run_id}: {exc}", severity="error")
+            return
+        self.call_from_thread(self.notify, f"pruned run {run_id}: freed {size(freed)}, kept {kept}")
 
     # -- the runs table -----------------------------------------------------------------------------------
 
