@@ -378,6 +378,10 @@ class _Batches:
         self.pending = {name: (array("q"), array("d")) for name in curves}
 
     def add(self, name: str, steps, values) -> None:
+        if len(steps) >= self.SIZE:          # already a big batch (the engine's index: numpy columns)
+            self.flush(name)
+            self.curves[name].extend(steps, values)
+            return
         ps, pv = self.pending[name]
         ps.extend(steps)
         pv.extend(values)
