@@ -82,12 +82,17 @@ class RunActions:
         if t is not None:
             self.push_screen(LogViewer(t.path / rundir.LOG, t.run_id))
 
-    def action_delete(self) -> None:
-        t = self._focused_tracker("delete")
-        if t is None:
-            return
-        if t.view.state.active or rundir.alive_pid(t.path) is not None:
+    def _finished_tracker(self, verb: str) -> RunTracker | None:
+        """The run in focus, if no engine runs it (delete and prune leave live runs alone)."""
+        t = self._focused_tracker(verb)
+        if t is not None and (t.view.state.active or rundir.alive_pid(t.path) is not None):
             self.notify(f"run {t.run_id} is still running: stop it first (s)", severity="error")
+            return None
+        return t
+
+    def action_delete(self) -> None:
+        t = self._finished_tracker("delete")
+        if t is None:
             return
 
         def answer(yes: bool | None) -> None:

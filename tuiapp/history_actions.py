@@ -44,11 +44,8 @@ class HistoryActions:
     # -- freeing disk space (what `tunetop prune` does) ------------------------------------------------------
 
     def action_prune(self) -> None:
-        t = self._focused_tracker("prune")
+        t = self._finished_tracker("prune")
         if t is None:
-            return
-        if t.view.state.active or rundir.alive_pid(t.path) is not None:
-            self.notify(f"run {t.run_id} is still running: stop it first (s)", severity="error")
             return
         keep, doomed = prune_plan(t.path)
         if keep is None:
