@@ -39,6 +39,10 @@ def test_run_survives_its_launcher_exiting_and_sighup(home, make_profile):
     assert pid is not None, "engine not running after its launcher exited"
     assert os.getsid(pid) == pid, "the engine must lead its own session (no controlling terminal)"
     wait_until(lambda: current_step(run_dir) >= 1, what="first step")
+    # A LoRA run with a plain optimizer never loads bitsandbytes (engine/train/lean_imports.py); its native
+    # library is what its import maps. (The QLoRA runs of test_engine_e2e.py prove it still loads when used.)
+    with open(f"/proc/{pid}/maps") as maps:
+        assert "bitsandbytes" not in maps.read()
     os.kill(pid, signal.SIGHUP)  # what a dropped SSH connection sends
     wait_until(lambda: rundir.alive_pid(run_dir) is None, timeout=240, what="the run to finish")
     state = rundir.read_state(run_dir)

@@ -7,12 +7,12 @@ launch by engine/distributed/layout.py, which builds on these rules.
 """
 from __future__ import annotations
 
-from .schema import Profile
+from .schema import BITSANDBYTES_OPTIMIZERS, Profile
 from .problems import Problem
 
 STRATEGIES = ("ddp", "fsdp", "model_parallel")   # what "auto" can become
 # bitsandbytes keeps its optimizer state in its own (non-DTensor) buffers: FSDP cannot shard them.
-FSDP_INCOMPATIBLE_OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit")
+FSDP_INCOMPATIBLE_OPTIMIZERS = BITSANDBYTES_OPTIMIZERS
 
 
 def parse_gpus(text: str) -> tuple[list[int] | str | None, str | None]:

@@ -42,6 +42,8 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "adamw_torch", "adamw_torch_fused",
               "adafactor", "sgd")
+# The optimizers that are bitsandbytes' (8-bit or paged state): they need it installed, and FSDP cannot shard them.
+BITSANDBYTES_OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit")
 
 
 @dataclass

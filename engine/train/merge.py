@@ -45,6 +45,8 @@ def check_inputs(run_dir: Path, profile) -> Path:
 def merge_adapter(run_dir: Path) -> Path:
     profile = rundir.load_profile(run_dir)
     adapter = check_inputs(run_dir, profile)
+    from .lean_imports import keep_out_bitsandbytes
+    keep_out_bitsandbytes()   # the base loads in 16 or 32 bits: bitsandbytes is never used here
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
