@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine import paths
 from engine.telemetry import GpuSource, NvmlSource
@@ -29,6 +29,7 @@ from .components.run_summary import RunSummary
 from .components.runs_table import RunsTable
 from .messages import GpuSample, HostSample, RunsChanged
 from .registry import RunRegistry, ordered_views
+from .components.keys_footer import KeysFooter
 
 COMPACT_W, COMPACT_H = 110, 34   # below either, the compact layout (80x24 is the smallest we design for)
 # How often new events reach each part (repaints are where the dashboard's CPU goes): the figures of the run
@@ -97,10 +98,17 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
             self.runs_box.border_title = "runs"
             yield self.runs_error
             yield self.table
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._layout(self.size.width, self.size.height)
+        self.set_interval(1.0, self._tick)
+        self.table.focus()
+        # The workers start once the first frame is drawn: with 200 runs, five threads reading histories,
+        # telemetry and disk use held the GIL while the first frame waited (tests/bench/bench_startup.py).
+        self.call_after_refresh(self._start_workers)
+
+    def _start_workers(self) -> None:
         post = self.post_message
         dev_s, proc_s, poll_s = self.intervals
         self.run_worker(partial(workers.gpu_loop, self.gpu_source, self.registry, post, self._stop, dev_s, proc_s),
@@ -112,8 +120,7 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
                         thread=True, group="runs", exclusive=True, name="follow runs")
         self.run_worker(partial(workers.load_loop, self.registry, post, self._stop, lambda: self.focus_run),
                         thread=True, group="load", exclusive=True, name="load runs")
-        self.set_interval(1.0, self._tick)
-        self.table.focus()
+        self.start_alerts()   # history_actions.py
 
     def on_unmount(self) -> None:
         self._stop.set()      # wakes every loop at once; they also check is_cancelled

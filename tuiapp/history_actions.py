@@ -9,16 +9,19 @@ from __future__ import annotations
 import shutil
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.binding import Binding
 
 from engine import rundir
 
-from . import alerts
 from .components.confirm import ConfirmScreen
 from .fmt import size
 from .history import matches, prune_plan
+
+if TYPE_CHECKING:   # the worker module is imported when it starts, after the first frame (start_alerts)
+    from . import alerts
 
 MAX_COMPARE = 6
 
@@ -37,8 +40,11 @@ class HistoryActions:
     def on_mount(self) -> None:
         self.marked = []
         self.disk_sizes: dict[str, int] = {}
-        stop = self._stop
-        self.run_worker(partial(alerts.alerts_loop, self.runs_root, self.post_message, stop),
+
+    def start_alerts(self) -> None:
+        """The toasts' and disk use's worker; the app starts it with its others, after the first frame."""
+        from . import alerts
+        self.run_worker(partial(alerts.alerts_loop, self.runs_root, self.post_message, self._stop),
                         thread=True, group="alerts", exclusive=True, name="run alerts")
 
     # -- freeing disk space (what `tunetop prune` does) ------------------------------------------------------

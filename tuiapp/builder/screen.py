@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Label, Select, Static
+from textual.widgets import Label, Select, Static
 from textual.worker import get_current_worker
 
 from engine import launch
@@ -32,6 +32,7 @@ from .form import ChoiceField, ProfileForm
 from .layout_picker import LayoutPicker
 from .preview_panel import PreviewPanel
 from .toml_update import has_comments
+from ..components.keys_footer import KeysFooter
 
 BLANK = "__blank__"
 ESTIMATE_DELAY_S = 0.2     # typing a number recomputes the estimate once the keys stop
@@ -84,7 +85,7 @@ class RunBuilderScreen(Screen[Path | None]):
                 self.preview = PreviewPanel(tokens=self._preview_tokens, id="rb-preview")
                 self.preview.border_title = "dataset preview"
                 yield self.preview
-        yield Footer(compact=True)     # every builder key fits at 80 columns
+        yield KeysFooter(compact=True)     # every builder key fits at 80 columns
 
     def on_mount(self) -> None:
         self._open(self._first)

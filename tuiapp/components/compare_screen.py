@@ -13,12 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine.errors import TunetopError
 from engine.report import compare
 
 from .multi_chart import COLORS, MultiChart
+from .keys_footer import KeysFooter
 
 
 class CompareScreen(Screen):
@@ -52,7 +53,7 @@ class CompareScreen(Screen):
             yield self.legend
             self.table = DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
             yield self.table
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.run_worker(self._load, thread=True, exclusive=True, name="load compare")

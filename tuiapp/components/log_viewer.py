@@ -6,9 +6,11 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from engine.growing_file import GrowingFile
+
+from .keys_footer import KeysFooter
 
 MAX_BYTES = 8 << 20   # a log bigger than this opens at its last 8 MiB
 
@@ -32,7 +34,7 @@ class LogViewer(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f"engine log: {self.title_text}  ({self.path})", id="log-title", markup=False)
         yield Log(highlight=False, auto_scroll=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         log = self.query_one(Log)
