@@ -13,13 +13,10 @@ from textual.app import SystemCommand
 
 from engine import rundir
 
-# engine.launch (the launcher, torchrun planning, the validator) is imported by the actions that start or
-# stop an engine: the dashboard's first frame does not wait for it.
+# engine.launch (the launcher, torchrun planning, the validator) and the screens the keys open (help, logs,
+# the launch picker) are imported by the actions that use them: the dashboard's first frame does not wait.
 
 from .components.confirm import ConfirmScreen
-from .components.help_screen import HelpScreen
-from .components.launch_picker import LaunchPicker
-from .components.log_viewer import LogViewer
 from .errors_view import error_text
 from .tracker import RunTracker
 
@@ -39,6 +36,7 @@ class RunActions:
 
     def action_help(self) -> None:
         if not self._dialog_open():
+            from .components.help_screen import HelpScreen
             self.push_screen(HelpScreen())
 
     def action_stop(self) -> None:
@@ -80,6 +78,7 @@ class RunActions:
     def action_logs(self) -> None:
         t = self._focused_tracker("show")
         if t is not None:
+            from .components.log_viewer import LogViewer
             self.push_screen(LogViewer(t.path / rundir.LOG, t.run_id))
 
     def _finished_tracker(self, verb: str) -> RunTracker | None:
@@ -138,6 +137,7 @@ class RunActions:
             if path is not None:
                 self._guard(lambda: self._launch(path))
 
+        from .components.launch_picker import LaunchPicker
         self.push_screen(LaunchPicker(list_profiles()), chosen)
 
     def _launch(self, path: Path) -> None:

@@ -14,6 +14,13 @@ from textual.widgets import Footer
 class KeysFooter(Footer):
     _shown: tuple | None = None
 
+    def compose(self):
+        # The stock footer draws no key until the screen's first bindings signal, then rebuilds: on the
+        # dashboard that was a second layout before the first full frame. The keys are known at compose.
+        self._bindings_ready = True
+        self._shown = self._keys_shown(self.screen)
+        return super().compose()
+
     def _keys_shown(self, screen) -> tuple:
         """Everything the footer draws from the bindings: which keys, their labels, whether enabled."""
         active = screen.active_bindings
@@ -23,9 +30,9 @@ class KeysFooter(Footer):
         return shown, (palette[1].key, palette[2]) if palette is not None else None
 
     def bindings_changed(self, screen) -> None:
-        if self._bindings_ready and screen.app.app_focus and self.is_attached and screen is self.screen:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
             shown = self._keys_shown(screen)
-            if shown == self._shown:
+            if self._bindings_ready and shown == self._shown:
                 return
             self._shown = shown
         super().bindings_changed(screen)
