@@ -11,6 +11,7 @@ the run directory was deleted or moved while training (exit 1). engine/train/gua
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -190,6 +191,12 @@ def train(run_dir: Path, args, writer: EventWriter, stop: StopRequest, guard: Ru
     events.start_info.update(distributed_setup.start_fields(trainer.args.device))   # every rank's device
     if resume:
         distributed_setup.check_world_change(run_dir, trainer.args.world_size, events.start_info["strategy"], log)
+    # What exists now lives for the whole run (the libraries, the model, the datasets): after one collection
+    # it is frozen out of the collector's reach, so the full collections that the OOM handling (release())
+    # and accelerate (free_memory) make scan only what training creates. Each scanned everything before:
+    # 0.3-0.5 s apiece on the 2-core CPU, three of them before step 1.
+    gc.collect()
+    gc.freeze()
     done = ck.max_steps_of(checkpoint) if checkpoint else None
     if done and done[1] and done[0] >= done[1]:
         # The run died after its final checkpoint: its output is saved from that checkpoint, no step trained.
