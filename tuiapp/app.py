@@ -104,9 +104,10 @@ class TunetopApp(HistoryActions, RunActions, App[int]):
         self._layout(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
         self.table.focus()
-        # The workers start once the first frame is drawn: with 200 runs, five threads reading histories,
-        # telemetry and disk use held the GIL while the first frame waited (tests/bench/bench_startup.py).
-        self.call_after_refresh(self._start_workers)
+        # The workers start now, not after the first frame: deferring them (tried for the first frame with
+        # 200 runs, which is within 2x without it) left the runs table painted with a column narrower than
+        # its cells ("150/" for "150/400") in one test run in two: a paint that races DataTable's measuring.
+        self._start_workers()
 
     def _start_workers(self) -> None:
         post = self.post_message
