@@ -183,8 +183,8 @@ def main() -> None:
         for runs in (0, args.runs):
             mins, tts, listed = measure(how, runs, args.rounds)
             m, t = statistics.median(mins), statistics.median(tts)
-            # The dashboard draws its frame, then reads the runs (app.py starts its workers after the first
-            # frame): "listed" is when the newest of them shows in the table, the figure a user waits for.
+            # The dashboard's frame comes before its runs are read (thread workers): "listed" is when the
+            # newest of them shows in the table, the figure a user waits for.
             after = (f"; runs listed at {statistics.median(listed) * 1000:.0f} ms "
                      f"({min(listed) * 1000:.0f}-{max(listed) * 1000:.0f}), {statistics.median(listed) / m:.2f}x"
                      if listed else "")
