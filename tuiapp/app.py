@@ -23,13 +23,13 @@ from .actions import RunActions
 from .history_actions import HistoryActions
 from .components.gpu_panel import GpuPanel
 from .components.host_panel import HostPanel
+from .components.keys_footer import KeysFooter
 from .components.log_tail import LogTailView
 from .components.loss_chart import LossChart
 from .components.run_summary import RunSummary
 from .components.runs_table import RunsTable
 from .messages import GpuSample, HostSample, RunsChanged
 from .registry import RunRegistry, ordered_views
-from .components.keys_footer import KeysFooter
 
 COMPACT_W, COMPACT_H = 110, 34   # below either, the compact layout (80x24 is the smallest we design for)
 # How often new events reach each part (repaints are where the dashboard's CPU goes): the figures of the run

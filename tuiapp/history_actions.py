@@ -20,7 +20,7 @@ from .components.confirm import ConfirmScreen
 from .fmt import size
 from .history import matches, prune_plan
 
-if TYPE_CHECKING:   # the worker module is imported when it starts, after the first frame (start_alerts)
+if TYPE_CHECKING:   # the worker module (engine.notify under it) is imported when the app starts it (start_alerts)
     from . import alerts
 
 MAX_COMPARE = 6
@@ -42,7 +42,7 @@ class HistoryActions:
         self.disk_sizes: dict[str, int] = {}
 
     def start_alerts(self) -> None:
-        """The toasts' and disk use's worker; the app starts it with its others, after the first frame."""
+        """The toasts' and disk use's worker; the app starts it with its other workers."""
         from . import alerts
         self.run_worker(partial(alerts.alerts_loop, self.runs_root, self.post_message, self._stop),
                         thread=True, group="alerts", exclusive=True, name="run alerts")
